@@ -1,0 +1,129 @@
+"""The ``chattts-server`` command.
+
+chattts-server make-test-model DIR --size tiny|full
+chattts-server synth TEXT -o out.wav [--model-dir DIR] [--seed N] [--manual-seed N] [--stream]
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+import wave
+from collections.abc import Sequence
+from pathlib import Path
+
+from .settings import Settings
+
+
+def _make_test_model(args: argparse.Namespace) -> int:
+    from .engine.testmodel import make_test_model
+
+    started = time.perf_counter()
+    root = make_test_model(args.dir, args.size, seed=args.seed)
+    print(
+        f"wrote a {args.size} test model (random weights: noise, not speech) to {root} "
+        f"in {time.perf_counter() - started:.1f}s; use it with --model-dir {root}"
+    )
+    return 0
+
+
+def _synth(args: argparse.Namespace) -> int:
+    from .engine import ChatTTSEngine, EngineError, Pauses, SynthesisRequest
+
+    overrides = {"model_dir": args.model_dir, "device": args.device}
+    settings = Settings(**{k: v for k, v in overrides.items() if v is not None})
+    text = sys.stdin.read() if args.text == "-" else args.text
+    engine = ChatTTSEngine(settings.engine_config())
+    try:
+        engine.load()
+        request = SynthesisRequest(
+            text=text,
+            seed=args.seed,
+            manual_seed=args.manual_seed,
+            speed=args.speed,
+            lang=args.lang,
+            refine_text=args.refine_text,
+            pauses=Pauses(args.comma_pause, args.period_pause),
+            max_new_tokens=args.max_new_tokens,
+        )
+        synthesis = engine.synthesize(request)
+        with wave.open(str(args.output), "wb") as out:
+            out.setnchannels(1)
+            out.setsampwidth(2)
+            out.setframerate(engine.info.sample_rate)
+            if args.stream:  # write each chunk as it arrives
+                for chunk in synthesis:
+                    out.writeframes(_to_s16(chunk.pcm))
+                    print(f"segment {chunk.segment + 1}/{chunk.segments}", file=sys.stderr)
+            else:
+                import numpy as np
+
+                pcm = [c.pcm for c in synthesis]
+                out.writeframes(_to_s16(np.concatenate(pcm) if pcm else np.zeros(0)))
+    except EngineError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    stats = synthesis.stats
+    note = " (a segment hit the token limit)" if stats.finish_reason == "length" else ""
+    print(f"wrote {stats.samples / engine.info.sample_rate:.2f}s to {args.output}{note}")
+    return 0
+
+
+def _to_s16(pcm: object) -> bytes:
+    import numpy as np
+
+    arr = np.clip(np.asarray(pcm, dtype=np.float32), -1.0, 1.0)
+    return bytes((arr * 32767.0).round().astype("<i2").tobytes())
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from .server.main import run
+
+    return run(args)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="chattts-server", description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("make-test-model", help="write a random-weight ChatTTS checkpoint")
+    p.add_argument("dir", type=Path)
+    p.add_argument("--size", choices=("tiny", "full"), default="tiny")
+    p.add_argument("--seed", type=int, default=0, help="weights seed (same seed, same weights)")
+    p.set_defaults(func=_make_test_model)
+
+    p = sub.add_parser("synth", help="synthesize in-process (no server) into a WAV file")
+    p.add_argument("text", help="text to speak, or - to read stdin")
+    p.add_argument("-o", "--output", type=Path, required=True)
+    p.add_argument("--model-dir", type=Path)
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"))
+    p.add_argument("--seed", type=int, help="voice seed")
+    p.add_argument("--manual-seed", type=int, help="sampling seed: same input, same samples")
+    p.add_argument("--speed", type=float, default=1.0)
+    p.add_argument("--lang", choices=("zh", "en"))
+    p.add_argument("--refine-text", action="store_true")
+    p.add_argument("--comma-pause", type=int, default=0, metavar="MS")
+    p.add_argument("--period-pause", type=int, default=0, metavar="MS")
+    p.add_argument("--max-new-tokens", type=int)
+    p.add_argument("--stream", action="store_true", help="write audio as each segment is ready")
+    p.set_defaults(func=_synth)
+
+    p = sub.add_parser("serve", help="run the HTTP server")
+    p.add_argument("--model-dir", type=Path)
+    p.add_argument("--host")
+    p.add_argument("--port", type=int)
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"))
+    p.set_defaults(func=_serve)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,390 @@
+"""The engine on the real ``chattts`` package.
+
+One ``ChatTTS.Chat`` per engine; one synthesis runs on it at a time (a lock). Each request gets
+its own interrupt context, so cancelling one request never stops another; ChatTTS checks it after
+every GPT step. Text is split into segments (see :mod:`.text`) that are synthesized one after
+another, each yielded as soon as it is decoded. Streaming and non-streaming share this path, so
+they give the same samples.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import threading
+import time
+import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from . import text as textprep
+from .base import (
+    AudioChunk,
+    CancelToken,
+    EngineInfo,
+    ModelInfo,
+    Synthesis,
+    SynthesisRequest,
+    SynthesisStats,
+)
+from .errors import (
+    EngineNotReadyError,
+    InvalidInputError,
+    ModelLoadError,
+    SynthesisCancelledError,
+    SynthesisError,
+)
+from .loader import resolve
+from .testmodel import build_config
+from .voices import Voice, check_seed, check_spk_emb, decode_reference, spk_emb_from_seed
+
+log = logging.getLogger(__name__)
+
+SAMPLE_RATE = 24000
+NUM_AUDIO_TOKENS = 626
+MAX_PAUSE_MS = 10_000
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    """Engine limits and sources; the server's ``Settings`` map onto these."""
+
+    model_dir: str | None = None
+    allow_download: bool = False
+    device: str = "auto"
+    max_text_chars: int = 4000
+    max_segment_chars: int = 120
+    max_new_tokens: int = 2048
+    max_ref_audio_bytes: int = 10 * 1024 * 1024
+    max_ref_audio_seconds: float = 30.0
+    warmup: bool = True
+
+
+class _RequestContext:
+    """ChatTTS's interrupt context, answering from one request's cancel token."""
+
+    def __init__(self, token: CancelToken) -> None:
+        self._token = token
+
+    def get(self) -> bool:
+        return self._token.cancelled
+
+    def set(self, value: bool) -> None:
+        if value:
+            self._token.cancel()
+
+
+@dataclass(frozen=True)
+class _Prepared:
+    request: SynthesisRequest
+    segments: list[textprep.Segment]
+    voice: Voice
+    lang: str
+    max_new_tokens: int
+
+
+def select_device(name: str) -> Any:
+    import torch
+
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ModelLoadError(
+            "device 'cuda' was asked for but torch sees no CUDA device", code="device_unavailable"
+        )
+    if name != "cpu" and not name.startswith("cuda"):
+        raise ModelLoadError(f"unknown device {name!r}; use auto, cpu or cuda", code="bad_device")
+    return torch.device(name)
+
+
+class ChatTTSEngine:
+    """:class:`~.base.Engine` on ``ChatTTS.Chat``."""
+
+    def __init__(self, config: EngineConfig | None = None) -> None:
+        self.config = config or EngineConfig()
+        self._chat: Any = None
+        self._model: ModelInfo | None = None
+        self._device = "unloaded"
+        self._lock = threading.Lock()
+        self._normalizers: dict[str, str] = {}
+
+    # --- Engine protocol -------------------------------------------------------------------
+
+    @property
+    def ready(self) -> bool:
+        return self._chat is not None
+
+    @property
+    def info(self) -> EngineInfo:
+        return EngineInfo(
+            name="chattts",
+            sample_rate=SAMPLE_RATE,
+            languages=("zh", "en"),
+            device=self._device,
+            max_text_chars=self.config.max_text_chars,
+            max_segment_chars=self.config.max_segment_chars,
+            max_new_tokens=self.config.max_new_tokens,
+            speed_range=(textprep.SPEED_MIN, textprep.SPEED_MAX),
+            control_tokens=textprep.CONTROL_TOKENS,
+            model=self._model,
+        )
+
+    @property
+    def normalizers(self) -> dict[str, str]:
+        """Which number normaliser serves each language (``builtin`` when none is installed)."""
+        return dict(self._normalizers)
+
+    def load(self) -> None:
+        import ChatTTS
+        import transformers
+
+        # ChatTTS 0.2.5 passes past_key_values, which transformers 5.x warns about per call.
+        warnings.filterwarnings("ignore", message=".*past_key_values.*", category=FutureWarning)
+        transformers.logging.set_verbosity_error()
+        started = time.perf_counter()
+        device = select_device(self.config.device)
+        chat = ChatTTS.Chat(logging.getLogger("ChatTTS"))
+        resolved = resolve(self.config.model_dir, self.config.allow_download, chat)
+        chat.config = build_config(resolved.config_overrides)
+        log.info("device %s chosen (asked: %s)", device, self.config.device)
+        try:
+            ok = chat._load(device=device, compile=False, **resolved.paths())
+        except Exception as exc:
+            raise ModelLoadError(
+                f"loading the weights in {resolved.root} failed: {exc}", code="model_load_failed"
+            ) from exc
+        if not ok:
+            raise ModelLoadError(f"ChatTTS did not finish loading {resolved.root}")
+        self._register_normalizers(chat)
+        self._chat, self._model, self._device = chat, resolved.info, str(device)
+        if self.config.warmup:
+            self._warm_up()
+        log.info(
+            "model loaded from %s (%s) in %.2fs",
+            resolved.root,
+            resolved.info.source,
+            time.perf_counter() - started,
+        )
+
+    def close(self) -> None:
+        with self._lock:
+            self._chat = None
+
+    def synthesize(self, request: SynthesisRequest) -> Synthesis:
+        if self._chat is None:
+            raise EngineNotReadyError("the model is not loaded yet")
+        prepared = self._prepare(request)
+        stats = SynthesisStats(segments=len(prepared.segments))
+        token = CancelToken()
+        return Synthesis(self._run(prepared, stats, token), stats, token)
+
+    # --- validation --------------------------------------------------------------------------
+
+    def _prepare(self, r: SynthesisRequest) -> _Prepared:
+        cfg, chat = self.config, self._chat
+        text = textprep.validate_text(r.text, max_chars=cfg.max_text_chars)
+        _check_number(r.speed, "speed", textprep.SPEED_MIN, textprep.SPEED_MAX)
+        _check_number(r.temperature, "temperature", 1e-5, 2.0)
+        _check_number(r.top_p, "top_p", 1e-5, 1.0)
+        _check_int(r.top_k, "top_k", 1, NUM_AUDIO_TOKENS)
+        if r.lang not in (None, "zh", "en"):
+            raise InvalidInputError("lang must be 'zh' or 'en'", code="invalid_value", field="lang")
+        if not isinstance(r.refine_text, bool):
+            raise InvalidInputError(
+                "refine_text must be a boolean", code="invalid_type", field="refine_text"
+            )
+        textprep.validate_refine_prompt(r.refine_prompt)
+        _check_int(r.pauses.comma_ms, "pauses.comma", 0, MAX_PAUSE_MS)
+        _check_int(r.pauses.period_ms, "pauses.period", 0, MAX_PAUSE_MS)
+        manual_seed = None if r.manual_seed is None else check_seed(r.manual_seed, "manual_seed")
+        max_new = cfg.max_new_tokens
+        if r.max_new_tokens is not None:
+            max_new = _check_int(r.max_new_tokens, "max_new_tokens", 1, cfg.max_new_tokens)
+        _check_int(r.min_new_tokens, "min_new_tokens", 0, max_new)
+
+        sources = [n for n in ("seed", "spk_emb", "ref_audio") if getattr(r, n) is not None]
+        if len(sources) > 1:
+            raise InvalidInputError(
+                f"give one voice source, not {' and '.join(sources)}",
+                code="conflicting_voice",
+                field=sources[1],
+            )
+        if r.ref_text is not None and r.ref_audio is None:
+            raise InvalidInputError(
+                "ref_text needs ref_audio", code="missing_field", field="ref_audio"
+            )
+        if r.ref_audio is not None:
+            if r.ref_text is None:
+                raise InvalidInputError(
+                    "ref_audio needs its transcript in ref_text",
+                    code="missing_field",
+                    field="ref_text",
+                )
+            ref_text = textprep.validate_text(
+                r.ref_text, max_chars=cfg.max_segment_chars * 4, field="ref_text"
+            )
+            pcm = decode_reference(
+                r.ref_audio,
+                sample_rate=SAMPLE_RATE,
+                max_bytes=cfg.max_ref_audio_bytes,
+                max_seconds=cfg.max_ref_audio_seconds,
+            )
+            voice = Voice(ref_pcm=pcm, ref_text=ref_text)
+        elif r.spk_emb is not None:
+            voice = Voice(spk_emb=check_spk_emb(r.spk_emb, chat.speaker.dim, chat.speaker))
+        else:
+            if r.seed is not None:
+                seed = check_seed(r.seed, "seed")
+            else:  # no voice: reproducible from manual_seed, else random (reported in stats)
+                seed = manual_seed if manual_seed is not None else secrets.randbelow(2**31)
+            voice = Voice(spk_emb=spk_emb_from_seed(seed, chat.speaker), seed=seed)
+
+        segments = textprep.split_segments(
+            text,
+            max_chars=cfg.max_segment_chars,
+            comma_pause_ms=r.pauses.comma_ms,
+            period_pause_ms=r.pauses.period_ms,
+        )
+        lang = r.lang or textprep.detect_language(text)
+        return _Prepared(r, segments, voice, lang, max_new)
+
+    # --- synthesis ---------------------------------------------------------------------------
+
+    def _run(self, p: _Prepared, stats: SynthesisStats, token: CancelToken) -> Iterator[AudioChunk]:
+        import torch
+
+        with self._lock, torch.inference_mode():
+            chat = self._chat
+            if chat is None:
+                raise EngineNotReadyError("the engine was closed")
+            chat.context = _RequestContext(token)
+            spk_smp = txt_smp = None
+            if p.voice.ref_pcm is not None:
+                spk_smp = chat.sample_audio_speaker(p.voice.ref_pcm)
+                txt_smp = self._normalize(p.voice.ref_text or "", p.lang)
+            n = len(p.segments)
+            for i, segment in enumerate(p.segments):
+                if token.cancelled:
+                    break
+                try:
+                    wav, tokens = self._segment(chat, p, segment.text, spk_smp, txt_smp)
+                except Exception as exc:
+                    if token.cancelled:
+                        break
+                    log.exception("synthesis failed in segment %d", i)
+                    raise SynthesisError(f"the model failed: {type(exc).__name__}") from exc
+                if token.cancelled:
+                    break
+                stats.tokens.append(tokens)
+                if tokens >= p.max_new_tokens:
+                    log.warning("segment %d stopped at the token limit (%d)", i, tokens)
+                    stats.truncated_segments.append(i)
+                stats.segments_done += 1
+                if wav.size:
+                    stats.samples += wav.size
+                    yield AudioChunk(wav, i, n, "speech")
+                if segment.pause_after_ms:
+                    silence = np.zeros(SAMPLE_RATE * segment.pause_after_ms // 1000, np.float32)
+                    stats.samples += silence.size
+                    yield AudioChunk(silence, i, n, "pause")
+            if token.cancelled:
+                stats.cancelled = True
+                raise SynthesisCancelledError("synthesis cancelled")
+
+    def _segment(
+        self, chat: Any, p: _Prepared, text: str, spk_smp: str | None, txt_smp: str | None
+    ) -> tuple[np.ndarray, int]:
+        import ChatTTS
+
+        r = p.request
+        text = self._normalize(text, p.lang)
+        if r.refine_text:
+            text = self._refine(chat, text, r)
+        params = ChatTTS.Chat.InferCodeParams(
+            prompt=f"[speed_{textprep.speed_to_level(r.speed)}]",
+            spk_emb=p.voice.spk_emb,
+            spk_smp=spk_smp,
+            txt_smp=txt_smp,
+            temperature=r.temperature,
+            top_P=r.top_p,
+            top_K=r.top_k,
+            max_new_token=p.max_new_tokens,
+            min_new_token=r.min_new_tokens,
+            manual_seed=r.manual_seed,
+            show_tqdm=False,
+        )
+        result = next(iter(chat._infer_code([text], False, chat.device, True, params)))
+        tokens = int(result.ids[0].shape[0])
+        if tokens == 0:
+            return np.zeros(0, np.float32), 0
+        wav = chat._decode_to_wavs(result.hiddens, True)
+        return np.ascontiguousarray(wav[0], dtype=np.float32), tokens
+
+    def _refine(self, chat: Any, text: str, r: SynthesisRequest) -> str:
+        import ChatTTS
+
+        params = ChatTTS.Chat.RefineTextParams(
+            prompt=r.refine_prompt, manual_seed=r.manual_seed, show_tqdm=False
+        )
+        refined = chat._refine_text(text, chat.device, params)
+        ids = [i[i.less(chat.tokenizer.break_0_ids)] for i in refined.ids]
+        out = chat.tokenizer.decode(ids)[0]
+        return str(out) if out.strip() else text
+
+    def _normalize(self, text: str, lang: str) -> str:
+        chat = self._chat
+        if self._normalizers.get(lang) == "builtin":
+            text = textprep.spell_numbers(text, lang)
+        return str(chat.normalizer(text, True, True, lang))
+
+    def _register_normalizers(self, chat: Any) -> None:
+        """Use WeTextProcessing (zh) / nemo_text_processing (en) when installed."""
+        self._normalizers = {"zh": "builtin", "en": "builtin"}
+        try:
+            from tn.chinese.normalizer import Normalizer as ZhNormalizer
+
+            if chat.normalizer.register("zh", ZhNormalizer(overwrite_cache=False).normalize):
+                self._normalizers["zh"] = "WeTextProcessing"
+        except Exception:
+            log.info("WeTextProcessing not installed: built-in Chinese number reading")
+        try:
+            from nemo_text_processing.text_normalization.normalize import Normalizer
+
+            if chat.normalizer.register("en", Normalizer(input_case="cased", lang="en").normalize):
+                self._normalizers["en"] = "nemo_text_processing"
+        except Exception:
+            log.info("nemo_text_processing not installed: built-in English number reading")
+
+    def _warm_up(self) -> None:
+        """Pay numba JIT and first-call costs at load, not on the first request."""
+        started = time.perf_counter()
+        for text in ("你好，世界。", "Hello 42."):
+            req = SynthesisRequest(text=text, seed=0, manual_seed=0, max_new_tokens=4)
+            for _ in self.synthesize(req):
+                pass
+        log.info("warm-up done in %.2fs", time.perf_counter() - started)
+
+
+def _check_number(value: object, field: str, lo: float, hi: float) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise InvalidInputError(f"{field} must be a number", code="invalid_type", field=field)
+    if not (lo <= float(value) <= hi):  # also refuses NaN
+        raise InvalidInputError(
+            f"{field} must be between {lo:g} and {hi:g}, got {value!r}",
+            code="out_of_range",
+            field=field,
+        )
+    return float(value)
+
+
+def _check_int(value: object, field: str, lo: int, hi: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidInputError(f"{field} must be an integer", code="invalid_type", field=field)
+    if not lo <= value <= hi:
+        raise InvalidInputError(
+            f"{field} must be between {lo} and {hi}, got {value}", code="out_of_range", field=field
+        )
+    return value

@@ -1,0 +1,127 @@
+"""Voices: a speaker string from a seed, checks on given speaker strings and reference clips.
+
+A ChatTTS voice is a speaker embedding (``spk_emb``, a base16384 string of float16 values) or a
+reference clip encoded into DVAE tokens (``spk_smp``) with its transcript (``txt_smp``).
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from .errors import InvalidInputError
+
+SEED_MAX = 2**32 - 1
+REF_MIN_SECONDS = 0.5
+
+
+@dataclass(frozen=True)
+class Voice:
+    """A resolved voice, ready for ChatTTS's ``InferCodeParams``."""
+
+    spk_emb: str | None = None
+    ref_pcm: np.ndarray | None = None  # 24 kHz mono float32, encoded lazily on the model thread
+    ref_text: str | None = None
+    seed: int | None = None
+
+
+def check_seed(value: object, field: str) -> int:
+    """An integer in 0…2**32-1 (booleans and floats are refused, not rounded)."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidInputError(f"{field} must be an integer", code="invalid_type", field=field)
+    if not 0 <= value <= SEED_MAX:
+        raise InvalidInputError(
+            f"{field} must be between 0 and {SEED_MAX}", code="out_of_range", field=field
+        )
+    return value
+
+
+def spk_emb_from_seed(seed: int, speaker: Any) -> str:
+    """The speaker string for ``seed``: the same on every start and machine for given weights.
+
+    Draws from a private generator (the global torch RNG is left alone), scaled by the model's
+    speaker statistics exactly as ``Speaker.sample_random`` does.
+    """
+    import torch
+
+    gen = torch.Generator(device="cpu").manual_seed(seed)
+    noise = torch.randn(speaker.dim, generator=gen, dtype=torch.float32)
+    std, mean = speaker.std.cpu().float(), speaker.mean.cpu().float()
+    return str(speaker._encode((noise * std + mean).to(torch.float16)))
+
+
+def check_spk_emb(value: object, dim: int, speaker: Any) -> str:
+    """A ChatTTS speaker string that decodes to ``dim`` finite values."""
+    if not isinstance(value, str) or not value:
+        raise InvalidInputError(
+            "spk_emb must be a non-empty string", code="invalid_type", field="spk_emb"
+        )
+    try:
+        arr = speaker._decode(value)
+    except Exception as exc:
+        raise InvalidInputError(
+            "spk_emb is not a ChatTTS speaker string", code="invalid_spk_emb", field="spk_emb"
+        ) from exc
+    if arr.shape != (dim,) or not np.all(np.isfinite(arr)):
+        raise InvalidInputError(
+            f"spk_emb must hold {dim} finite values for this model, it holds {arr.size}",
+            code="invalid_spk_emb",
+            field="spk_emb",
+        )
+    return value
+
+
+def decode_reference(
+    data: object, *, sample_rate: int, max_bytes: int, max_seconds: float
+) -> np.ndarray:
+    """Decode a reference clip (WAV, FLAC or Ogg bytes) to mono float32 at ``sample_rate``."""
+    import soundfile as sf
+    import soxr
+
+    field = "ref_audio"
+    if not isinstance(data, bytes | bytearray) or not data:
+        raise InvalidInputError(
+            "ref_audio must be non-empty audio bytes", code="invalid_type", field=field
+        )
+    if len(data) > max_bytes:
+        raise InvalidInputError(
+            f"ref_audio is {len(data)} bytes; the limit is {max_bytes}",
+            code="ref_audio_too_large",
+            field=field,
+        )
+    try:
+        with sf.SoundFile(io.BytesIO(bytes(data))) as f:
+            frames = f.frames
+            if frames / f.samplerate > max_seconds:
+                raise InvalidInputError(
+                    f"ref_audio lasts {frames / f.samplerate:.1f} s; the limit is {max_seconds} s",
+                    code="ref_audio_too_long",
+                    field=field,
+                )
+            pcm = f.read(dtype="float32", always_2d=True)
+            rate = f.samplerate
+    except InvalidInputError:
+        raise
+    except Exception as exc:
+        raise InvalidInputError(
+            "ref_audio is not a readable audio file (WAV, FLAC or Ogg)",
+            code="invalid_ref_audio",
+            field=field,
+        ) from exc
+    mono = pcm.mean(axis=1).astype(np.float32)
+    if not np.all(np.isfinite(mono)):
+        raise InvalidInputError(
+            "ref_audio holds NaN or infinite samples", code="invalid_ref_audio", field=field
+        )
+    if mono.size / rate < REF_MIN_SECONDS:
+        raise InvalidInputError(
+            f"ref_audio must last at least {REF_MIN_SECONDS} s",
+            code="ref_audio_too_short",
+            field=field,
+        )
+    if rate != sample_rate:
+        mono = soxr.resample(mono, rate, sample_rate).astype(np.float32)
+    return mono

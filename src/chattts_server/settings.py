@@ -1,0 +1,53 @@
+"""One ``Settings`` for the whole server: every field is an env var ``CHATTTS_SERVER_<NAME>``
+and a ``serve`` flag ``--<name-with-dashes>``; flags win over env vars, env vars over defaults."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import platformdirs
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from .engine import EngineConfig
+
+
+def default_data_dir() -> Path:
+    return Path(platformdirs.user_data_dir("chattts-server"))
+
+
+class Settings(BaseSettings):
+    """Server and engine settings."""
+
+    model_config = SettingsConfigDict(env_prefix="CHATTTS_SERVER_", extra="ignore")
+
+    # model
+    model_dir: Path | None = Field(None, description="folder holding ChatTTS's asset/ layout")
+    allow_download: bool = Field(True, description="try ChatTTS's hub download without --model-dir")
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    warmup: bool = Field(True, description="run a short synthesis at load")
+    # network
+    host: str = "0.0.0.0"
+    port: int = Field(9700, ge=1, le=65535)
+    data_dir: Path = Field(default_factory=default_data_dir)
+    # limits
+    max_text_chars: int = Field(4000, ge=1)
+    max_segment_chars: int = Field(120, ge=8)
+    max_new_tokens: int = Field(2048, ge=1, description="GPT steps per segment (21.3 ms each)")
+    max_ref_audio_bytes: int = Field(10 * 1024 * 1024, ge=1)
+    max_ref_audio_seconds: float = Field(30.0, gt=0)
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+    def engine_config(self) -> EngineConfig:
+        return EngineConfig(
+            model_dir=str(self.model_dir) if self.model_dir is not None else None,
+            allow_download=self.allow_download,
+            device=self.device,
+            max_text_chars=self.max_text_chars,
+            max_segment_chars=self.max_segment_chars,
+            max_new_tokens=self.max_new_tokens,
+            max_ref_audio_bytes=self.max_ref_audio_bytes,
+            max_ref_audio_seconds=self.max_ref_audio_seconds,
+            warmup=self.warmup,
+        )

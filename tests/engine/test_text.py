@@ -1,0 +1,134 @@
+"""Text preparation rules, without the model."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from chattts_server.engine import InvalidInputError
+from chattts_server.engine.text import (
+    detect_language,
+    speed_to_level,
+    spell_numbers,
+    split_segments,
+    validate_refine_prompt,
+    validate_text,
+)
+
+
+def test_sentences_split_on_cjk_and_latin_punctuation() -> None:
+    segs = split_segments("你好。今天天气很好！Hello there. How are you? Fine", max_chars=100)
+    assert [s.text for s in segs] == [
+        "你好。",
+        "今天天气很好！",
+        "Hello there.",
+        "How are you?",
+        "Fine",
+    ]
+
+
+def test_decimal_point_is_not_a_sentence_end() -> None:
+    assert [s.text for s in split_segments("It costs 3.5 dollars.", max_chars=100)] == [
+        "It costs 3.5 dollars."
+    ]
+
+
+def test_long_sentence_splits_at_clauses_then_words() -> None:
+    text = "alpha beta gamma, delta epsilon zeta, eta theta iota kappa lambda mu nu xi omicron"
+    segs = [s.text for s in split_segments(text, max_chars=20)]
+    assert all(len(s) <= 20 for s in segs)
+    assert " ".join(segs).replace(",", "").split() == text.replace(",", "").split()
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    words=st.lists(
+        st.one_of(
+            st.text(alphabet="abcdefghij", min_size=1, max_size=12),
+            st.sampled_from(["[uv_break]", "[laugh]", "你好", "，", ",", "。", "."]),
+        ),
+        min_size=1,
+        max_size=60,
+    ),
+    max_chars=st.integers(8, 40),
+)
+def test_splitting_never_cuts_a_word_or_loses_text(words: list[str], max_chars: int) -> None:
+    text = " ".join(words)
+    segs = [s.text for s in split_segments(text, max_chars=max_chars)]
+    word = re.compile(r"[a-j]+|[^\sa-j\[\]]")  # a Latin word, or one other character
+
+    def words_of(x: str) -> list[str]:
+        return word.findall(re.sub(r"\[\w+\]", " ", x))
+
+    assert words_of(" ".join(segs)) == words_of(text)
+    for seg in segs:
+        if len(re.sub(r"\s*\[\w+\]\s*", "", seg)) > max_chars:
+            assert len(words_of(seg)) == 1  # only a single over-long word exceeds the limit
+
+
+def test_comma_pause_makes_clauses_and_no_pause_at_the_end() -> None:
+    segs = split_segments("a, b. c", max_chars=100, comma_pause_ms=100, period_pause_ms=300)
+    assert [(s.text, s.pause_after_ms) for s in segs] == [("a,", 100), ("b.", 300), ("c", 0)]
+
+
+@pytest.mark.parametrize(
+    ("speed", "level"), [(0.5, 0), (0.8, 3), (1.0, 5), (1.25, 6), (1.5, 7), (2.0, 9)]
+)
+def test_speed_mapping(speed: float, level: int) -> None:
+    assert speed_to_level(speed) == level
+
+
+@pytest.mark.parametrize(
+    ("text", "code"),
+    [
+        ("", "empty_text"),
+        ("   \n\t", "empty_text"),
+        ("[uv_break]", "empty_text"),
+        ("x" * 5000, "text_too_long"),
+        ("hello [foo] world", "unknown_control_token"),
+        (42, "invalid_type"),
+    ],
+)
+def test_bad_text(text: object, code: str) -> None:
+    with pytest.raises(InvalidInputError) as exc:
+        validate_text(text, max_chars=4000)
+    assert exc.value.code == code
+    assert exc.value.field == "text"
+
+
+def test_control_tokens_pass() -> None:
+    assert validate_text(" a [uv_break] b [laugh] [lbreak] ", max_chars=100) == (
+        "a [uv_break] b [laugh] [lbreak]"
+    )
+
+
+def test_refine_prompt() -> None:
+    assert validate_refine_prompt("[oral_2][laugh_0][break_6]")
+    with pytest.raises(InvalidInputError) as exc:
+        validate_refine_prompt("say it nicely")
+    assert exc.value.field == "refine_prompt"
+
+
+@pytest.mark.parametrize(
+    ("text", "lang", "spoken"),
+    [
+        ("I have 42 cats", "en", "I have forty two cats"),
+        ("pi is 3.14", "en", "pi is three point one four"),
+        ("-7 degrees, 50% off", "en", "minus seven degrees, fifty percent off"),
+        ("1200000", "en", "one million two hundred thousand"),
+        ("我有42只猫", "zh", "我有四十二只猫"),
+        ("共10086元", "zh", "共一万零八十六元"),
+        ("增长3.5%", "zh", "增长百分之三点五"),
+        ("110", "zh", "一百一十"),
+    ],
+)
+def test_spell_numbers(text: str, lang: str, spoken: str) -> None:
+    assert spell_numbers(text, lang) == spoken
+
+
+def test_detect_language() -> None:
+    assert detect_language("你好世界 hello") == "zh"
+    assert detect_language("hello world 你") == "en"
