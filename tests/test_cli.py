@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
+from chattts_server.audio import float_to_int16
 from chattts_server.engine import ChatTTSEngine, SynthesisRequest
 
 
@@ -48,7 +49,7 @@ def test_synth_is_identical_across_processes_and_modes(
     # and the same samples as this process's engine
     req = SynthesisRequest("Hello there. 你好。", seed=4, manual_seed=9, max_new_tokens=24)
     here = np.concatenate([c.pcm for c in engine.synthesize(req)])
-    assert np.array_equal(pa, (np.clip(here, -1, 1) * 32767).round().astype(np.int16))
+    assert np.array_equal(pa, float_to_int16(here))
 
 
 def test_synth_bad_input_exits_nonzero_with_the_error(tmp_path: Path, tiny_model_dir: Path) -> None:

@@ -74,8 +74,9 @@ def _synth(args: argparse.Namespace) -> int:
 def _to_s16(pcm: object) -> bytes:
     import numpy as np
 
-    arr = np.clip(np.asarray(pcm, dtype=np.float32), -1.0, 1.0)
-    return bytes((arr * 32767.0).round().astype("<i2").tobytes())
+    from .audio import float_to_int16
+
+    return bytes(float_to_int16(np.asarray(pcm, dtype=np.float32)).astype("<i2").tobytes())
 
 
 def _serve(args: argparse.Namespace) -> int:
