@@ -111,11 +111,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--stream", action="store_true", help="write audio as each segment is ready")
     p.set_defaults(func=_synth)
 
-    p = sub.add_parser("serve", help="run the HTTP server")
-    p.add_argument("--model-dir", type=Path)
-    p.add_argument("--host")
-    p.add_argument("--port", type=int)
+    p = sub.add_parser("serve", help="run the HTTP server (every flag is also an env var)")
+    p.add_argument("--model-dir", type=Path, help="env CHATTTS_SERVER_MODEL_DIR")
+    p.add_argument(
+        "--test-model",
+        choices=("tiny", "full"),
+        help="serve a generated random-weight model (noise, not speech) from the data dir",
+    )
+    p.add_argument("--allow-download", action=argparse.BooleanOptionalAction, default=None)
+    p.add_argument("--host", help="default 0.0.0.0")
+    p.add_argument("--port", type=int, help="default 9700")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"))
+    p.add_argument("--data-dir", type=Path, help="env CHATTTS_SERVER_DATA_DIR")
+    p.add_argument("--max-queue", type=int, help="requests waiting behind the running one")
+    p.add_argument("--max-text-chars", type=int)
+    p.add_argument("--max-new-tokens", type=int)
+    p.add_argument("--max-body-bytes", type=int)
+    p.add_argument("--log-level", choices=("debug", "info", "warning", "error"))
     p.set_defaults(func=_serve)
     return parser
 

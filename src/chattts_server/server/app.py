@@ -1,0 +1,193 @@
+"""The app factory: services built once at start-up and kept on ``app.state``.
+
+``create_app(settings, engine=None)`` returns the FastAPI app. The engine loads in the background
+(``/healthz`` answers at once, ``/readyz`` is 503 until the model is loaded and warmed).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import uuid
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from ..audio import AudioError
+from ..engine import ChatTTSEngine, Engine, EngineError
+from ..settings import Settings
+from .errors import (
+    APIError,
+    BadRequestError,
+    InternalError,
+    NotFoundError,
+    PayloadTooLargeError,
+    translate,
+    validation_error,
+)
+from .observe import Metrics
+from .routers import openai, system, tts
+from .speech import SpeechService
+from .worker import SynthesisWorker
+
+log = logging.getLogger(__name__)
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
+
+
+def create_app(
+    settings: Settings | None = None,
+    engine: Engine | None = None,
+    on_fatal: Callable[[BaseException], None] | None = None,
+) -> FastAPI:
+    """Build the app. ``engine`` defaults to a :class:`ChatTTSEngine` from ``settings``;
+    ``on_fatal`` is called if the model fails to load (``serve`` stops the server)."""
+    settings = settings or Settings()
+    engine = engine or ChatTTSEngine(settings.engine_config())
+    metrics = Metrics()
+    worker = SynthesisWorker(
+        engine, metrics, max_queue=settings.max_queue, send_timeout=settings.send_timeout_s
+    )
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        loader = None if engine.ready else asyncio.create_task(_load(app, engine, on_fatal))
+        yield
+        if loader is not None:
+            loader.cancel()
+        worker.shutdown()
+
+    app = FastAPI(
+        title="chattts-server",
+        version="0.1.0",
+        summary="ChatTTS over HTTP: native /v1/tts and OpenAI-compatible /v1/audio/speech",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.engine = engine
+    app.state.metrics = metrics
+    app.state.worker = worker
+    app.state.load_error = None
+    app.state.speech = SpeechService(
+        worker, metrics, keepalive_s=settings.keepalive_s, sample_rate=engine.info.sample_rate
+    )
+    app.include_router(tts.router)
+    app.include_router(openai.router)
+    app.include_router(system.router)
+    _install_error_handlers(app)
+    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(RequestID)
+    return app
+
+
+async def _load(
+    app: FastAPI, engine: Engine, on_fatal: Callable[[BaseException], None] | None
+) -> None:
+    try:
+        await asyncio.to_thread(engine.load)
+    except Exception as exc:
+        app.state.load_error = str(exc)
+        log.error("model failed to load: %s", exc)
+        if on_fatal is not None:
+            on_fatal(exc)
+
+
+def request_id(request: Request) -> str:
+    return str(request.scope.get("state", {}).get("request_id", "-"))
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    def respond(request: Request, err: APIError) -> JSONResponse:
+        return JSONResponse(err.body(request_id(request)), err.status, headers=err.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def on_validation(request: Request, exc: RequestValidationError) -> JSONResponse:
+        return respond(request, validation_error(list(exc.errors())))
+
+    @app.exception_handler(HTTPException)
+    async def on_http(request: Request, exc: HTTPException) -> JSONResponse:
+        err: APIError
+        if exc.status_code == 404:
+            err = NotFoundError(f"no route {request.url.path}", code="route_not_found")
+        elif exc.status_code == 413:
+            err = PayloadTooLargeError(str(exc.detail))
+        elif exc.status_code == 405:
+            err = BadRequestError(
+                f"{request.method} is not allowed here", code="method_not_allowed"
+            )
+            err.status = 405
+        elif exc.status_code < 500:
+            err = BadRequestError(str(exc.detail), code="bad_request")
+            err.status = exc.status_code
+        else:
+            err = InternalError("internal error")
+        return respond(request, err)
+
+    @app.exception_handler(APIError)
+    @app.exception_handler(EngineError)
+    @app.exception_handler(AudioError)
+    async def on_known(request: Request, exc: Exception) -> JSONResponse:
+        return respond(request, translate(exc))
+
+    @app.exception_handler(Exception)
+    async def on_unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.error("unhandled error (request %s)", request_id(request), exc_info=exc)
+        return respond(request, InternalError("internal error"))
+
+
+class RequestID:
+    """Takes ``X-Request-ID`` when it is well-formed (else makes one) and echoes it back."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        given = dict(scope["headers"]).get(b"x-request-id", b"").decode("latin-1")
+        rid = given if _REQUEST_ID.match(given) else uuid.uuid4().hex
+        scope.setdefault("state", {})["request_id"] = rid
+
+        async def send_with_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message.setdefault("headers", [])
+                message["headers"] = [*message["headers"], (b"x-request-id", rid.encode())]
+            await send(message)
+
+        await self.app(scope, receive, send_with_id)
+
+
+class BodyLimit:
+    """Refuses bodies over ``max_bytes`` with 413, by Content-Length or while reading."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        length = dict(scope["headers"]).get(b"content-length")
+        if length is not None and length.isdigit() and int(length) > self.max_bytes:
+            err = PayloadTooLargeError(f"body exceeds {self.max_bytes} bytes")
+            rid = scope.get("state", {}).get("request_id")
+            await JSONResponse(err.body(rid), 413)(scope, receive, send)
+            return
+        seen = 0
+
+        async def limited() -> Message:
+            nonlocal seen
+            message = await receive()
+            seen += len(message.get("body", b""))
+            if seen > self.max_bytes:
+                raise HTTPException(413, f"body exceeds {self.max_bytes} bytes")
+            return message
+
+        await self.app(scope, limited, send)

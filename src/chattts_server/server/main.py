@@ -1,0 +1,63 @@
+"""``chattts-server serve``: settings from flags and env, model check, then uvicorn."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from ..engine import ModelLoadError
+from ..settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+def settings_from_args(args: argparse.Namespace) -> Settings:
+    """Flags win over env vars (``CHATTTS_SERVER_*``), which win over defaults."""
+    given = {k: v for k, v in vars(args).items() if k in Settings.model_fields and v is not None}
+    return Settings(**given)
+
+
+def run(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from ..engine import ChatTTSEngine
+    from ..engine.loader import resolve
+    from .app import create_app
+    from .observe import configure_logging
+
+    settings = settings_from_args(args)
+    configure_logging(settings.log_level)
+    if getattr(args, "test_model", None):
+        settings = _with_test_model(settings, args.test_model)
+    engine = ChatTTSEngine(settings.engine_config())
+    try:  # fail at start-up, with advice, before opening the port
+        import ChatTTS
+
+        resolve(settings.engine_config().model_dir, settings.allow_download, ChatTTS.Chat())
+    except ModelLoadError as exc:
+        print(f"chattts-server: {exc.message}", file=sys.stderr)
+        return 2
+    server: uvicorn.Server | None = None
+
+    def fatal(exc: BaseException) -> None:
+        print(f"chattts-server: {exc}", file=sys.stderr)
+        if server is not None:
+            server.should_exit = True
+
+    app = create_app(settings, engine, on_fatal=fatal)
+    config = uvicorn.Config(app, host=settings.host, port=settings.port, log_config=None)
+    server = uvicorn.Server(config)
+    server.run()
+    return 1 if app.state.load_error else 0
+
+
+def _with_test_model(settings: Settings, size: str) -> Settings:
+    """Serve a generated test model (made once under the data dir): noise, not speech."""
+    from ..engine.testmodel import make_test_model, read_manifest
+
+    path = settings.data_dir / "test-models" / size
+    if read_manifest(path) is None:
+        log.warning("generating a %s test model in %s", size, path)
+        make_test_model(path, size)  # type: ignore[arg-type]
+    return settings.model_copy(update={"model_dir": path})

@@ -1,0 +1,129 @@
+"""Observability: Prometheus metrics, JSON logs, and the one log line each request ends with."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+log = logging.getLogger("chattts_server.request")
+
+
+class Metrics:
+    """The server's metrics, in a registry of their own (one per app)."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.requests = Counter(
+            "chattts_requests", "HTTP requests by route and status", ["route", "status"],
+            registry=r,
+        )  # fmt: skip
+        self.ttfa = Histogram(
+            "chattts_time_to_first_audio_seconds",
+            "time from request to first audio",
+            buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60),
+            registry=r,
+        )
+        self.rtf = Histogram(
+            "chattts_real_time_factor",
+            "synthesis wall time / audio duration",
+            buckets=(0.1, 0.25, 0.5, 1, 2, 4, 8, 16),
+            registry=r,
+        )
+        self.queue_depth = Gauge("chattts_queue_depth", "requests waiting", registry=r)
+        self.in_flight = Gauge("chattts_in_flight", "requests synthesizing", registry=r)
+        self.audio_seconds = Counter(
+            "chattts_audio_seconds", "seconds of audio produced", registry=r
+        )
+
+
+@dataclass
+class RequestRecord:
+    """What the final log line of one synthesis request says."""
+
+    request_id: str
+    route: str
+    text: str = ""
+    voice: str | None = None
+    format: str | None = None
+    stream: bool = False
+    started: float = field(default_factory=time.perf_counter)
+    first_audio: float | None = None
+    audio_seconds: float = 0.0
+    status: str = "ok"
+    http_status: int = 200
+
+    def audio_started(self) -> None:
+        if self.first_audio is None:
+            self.first_audio = time.perf_counter()
+
+    @property
+    def elapsed_ms(self) -> int:
+        return round((time.perf_counter() - self.started) * 1000)
+
+    @property
+    def ttfa_ms(self) -> int | None:
+        if self.first_audio is None:
+            return None
+        return round((self.first_audio - self.started) * 1000)
+
+    def finish(self, metrics: Metrics) -> None:
+        elapsed = time.perf_counter() - self.started
+        rtf = elapsed / self.audio_seconds if self.audio_seconds else None
+        metrics.requests.labels(self.route, str(self.http_status)).inc()
+        if self.audio_seconds:
+            metrics.audio_seconds.inc(self.audio_seconds)
+            if rtf is not None and self.status == "ok":
+                metrics.rtf.observe(rtf)
+        if self.first_audio is not None:
+            metrics.ttfa.observe(self.first_audio - self.started)
+        log.info(
+            "request done",
+            extra={
+                "fields": {
+                    "request_id": self.request_id,
+                    "route": self.route,
+                    "text_hash": hashlib.sha256(self.text.encode()).hexdigest()[:16],
+                    "chars": len(self.text),
+                    "voice": self.voice,
+                    "format": self.format,
+                    "stream": self.stream,
+                    "status": self.status,
+                    "http_status": self.http_status,
+                    "audio_duration_ms": round(self.audio_seconds * 1000),
+                    "time_to_first_audio_ms": self.ttfa_ms,
+                    "elapsed_ms": round(elapsed * 1000),
+                    "rtf": round(rtf, 3) if rtf is not None else None,
+                }
+            },
+        )
+
+
+class JSONFormatter(logging.Formatter):
+    """One JSON object per line: time, level, logger, message, and any ``extra["fields"]``."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        out: dict[str, Any] = {
+            "ts": round(record.created, 3),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "msg": record.getMessage(),
+        }
+        out.update(getattr(record, "fields", {}))
+        if record.exc_info:
+            out["exc"] = self.formatException(record.exc_info)
+        return json.dumps(out, ensure_ascii=False, default=str)
+
+
+def configure_logging(level: str) -> None:
+    handler = logging.StreamHandler()
+    handler.setFormatter(JSONFormatter())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())

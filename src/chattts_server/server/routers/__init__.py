@@ -1,0 +1,1 @@
+"""Thin routers: parse, hand to the services on ``app.state``, return."""

@@ -1,0 +1,359 @@
+"""Serving logic for both speech endpoints: voices, request building, and the three ways a
+response leaves (whole file, chunked audio, Server-Sent Events)."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import json
+import logging
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from fastapi import Request
+from fastapi.responses import Response, StreamingResponse
+
+from ..audio import AudioFormat, Encoder, check_sample_rate, create_encoder, negotiate
+from ..engine import (
+    Pauses,
+    SynthesisCancelledError,
+    SynthesisRequest,
+)
+from .errors import BadRequestError, NotFoundError, translate
+from .observe import Metrics, RequestRecord
+from .protocol import (
+    KNOWN_EXTENSIONS,
+    AudioEvent,
+    DoneEvent,
+    ProgressEvent,
+    SpeechAudioDelta,
+    SpeechAudioDone,
+    SpeechRequest,
+    TTSRequest,
+    Usage,
+    VoiceInfo,
+)
+from .worker import Job, SynthesisWorker
+
+log = logging.getLogger(__name__)
+
+# OpenAI's voice names, each a fixed ChatTTS voice seed (stable across releases).
+BUILTIN_VOICES: dict[str, int] = {
+    "alloy": 1001, "ash": 1002, "ballad": 1003, "coral": 1004, "echo": 1005, "fable": 1006,
+    "nova": 1007, "onyx": 1008, "sage": 1009, "shimmer": 1010, "verse": 1011, "marin": 1012,
+    "cedar": 1013,
+}  # fmt: skip
+SEED_MAX = 2**32 - 1
+OPENAI_SPEED = (0.5, 2.0)  # what ChatTTS can do; OpenAI's 0.25–4.0 is clamped to this
+
+
+@dataclass(frozen=True)
+class Plan:
+    """A validated request: what to synthesize and how to send it."""
+
+    request: SynthesisRequest
+    format: AudioFormat
+    content_type: str
+    sample_rate: int
+    ignored: tuple[str, ...] = ()
+
+
+class SpeechService:
+    def __init__(
+        self, worker: SynthesisWorker, metrics: Metrics, *, keepalive_s: float, sample_rate: int
+    ) -> None:
+        self.worker = worker
+        self.metrics = metrics
+        self.keepalive_s = keepalive_s
+        self.engine_rate = sample_rate
+
+    # --- voices ----------------------------------------------------------------------------
+
+    def voices(self) -> list[VoiceInfo]:
+        return [
+            VoiceInfo(id=name, kind="builtin", seed=seed, description="OpenAI voice name")
+            for name, seed in BUILTIN_VOICES.items()
+        ]
+
+    def voice_seed(self, voice: str, field: str = "voice") -> int:
+        """A built-in name or ``seed:N`` → the voice seed; unknown names are a 404."""
+        if voice in BUILTIN_VOICES:
+            return BUILTIN_VOICES[voice]
+        if voice.startswith("seed:"):
+            raw = voice[5:]
+            if not raw.isdigit() or int(raw) > SEED_MAX:
+                raise BadRequestError(f"seed voices are seed:N with N in 0…{SEED_MAX}", param=field)
+            return int(raw)
+        raise NotFoundError(f"voice {voice!r} not found", code="voice_not_found", param=field)
+
+    # --- request building --------------------------------------------------------------------
+
+    def plan_tts(self, body: TTSRequest, accept: str | None) -> Plan:
+        sources = ("voice", "seed", "spk_emb", "ref_audio")
+        voices = [n for n in sources if getattr(body, n) is not None]
+        if len(voices) > 1:
+            raise BadRequestError(
+                f"give one voice source, not {' and '.join(voices)}",
+                code="conflicting_voice",
+                param=voices[1],
+            )
+        seed = self.voice_seed(body.voice) if body.voice else body.seed
+        ref_audio = _b64(body.ref_audio, "ref_audio") if body.ref_audio is not None else None
+        ext, ignored = self._extensions(body.extensions)
+        request = SynthesisRequest(
+            text=body.text,
+            seed=seed,
+            spk_emb=body.spk_emb,
+            ref_audio=ref_audio,
+            ref_text=body.ref_text,
+            lang=body.lang,
+            speed=body.speed,
+            temperature=body.temperature,
+            top_p=body.top_p,
+            top_k=body.top_k,
+            refine_text=body.refine_text,
+            refine_prompt=body.refine_prompt,
+            pauses=Pauses(body.pauses.comma, body.pauses.period),
+            manual_seed=body.manual_seed,
+            **ext,
+        )
+        return self._plan(request, body.format, accept, body.sample_rate, ignored)
+
+    def plan_speech(self, body: SpeechRequest) -> Plan:
+        speed = min(max(body.speed, OPENAI_SPEED[0]), OPENAI_SPEED[1])
+        request = SynthesisRequest(text=body.input, seed=self.voice_seed(body.voice), speed=speed)
+        return self._plan(request, body.response_format, None, None, ())
+
+    def _plan(
+        self,
+        request: SynthesisRequest,
+        fmt: str | None,
+        accept: str | None,
+        rate: int | None,
+        ignored: tuple[str, ...],
+    ) -> Plan:
+        neg = negotiate(fmt, accept)
+        sample_rate = rate or neg.sample_rate or self.engine_rate
+        check_sample_rate(neg.format, sample_rate)
+        return Plan(request, neg.format, neg.content_type, sample_rate, ignored)
+
+    @staticmethod
+    def _extensions(ext: dict[str, Any]) -> tuple[dict[str, Any], tuple[str, ...]]:
+        known = {k: v for k, v in ext.items() if k in KNOWN_EXTENSIONS}
+        for key, value in known.items():
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise BadRequestError(
+                    f"extensions.{key} must be an integer", code="invalid_type",
+                    param=f"extensions.{key}",
+                )  # fmt: skip
+        return known, tuple(sorted(k for k in ext if k not in KNOWN_EXTENSIONS))
+
+    # --- responses ---------------------------------------------------------------------------
+
+    async def full(self, request: Request, plan: Plan, rec: RequestRecord) -> Response:
+        """The whole file, with an exact Content-Length."""
+        job = await self.worker.submit(plan.request)
+        watcher = asyncio.create_task(_cancel_on_disconnect(request, job))
+        pcm: list[np.ndarray] = []
+        try:
+            async for chunk in job:
+                rec.audio_started()
+                pcm.append(chunk.pcm)
+        except BaseException as exc:
+            job.cancel()
+            if isinstance(exc, SynthesisCancelledError):
+                rec.status, rec.http_status = "cancelled", 499
+            raise
+        finally:
+            watcher.cancel()
+        audio = np.concatenate(pcm) if pcm else np.zeros(0, np.float32)
+        rec.audio_seconds = audio.size / self.engine_rate
+        enc = self._encoder(plan, total=audio.size)
+        data = enc.encode(audio) + enc.flush()
+        return Response(data, media_type=plan.content_type, headers=self._headers(plan, job))
+
+    def chunked(
+        self, job: Job, plan: Plan, rec: RequestRecord, finish: Callable[[], None]
+    ) -> StreamingResponse:
+        """Audio bytes in the negotiated format as each chunk is ready."""
+
+        async def body() -> AsyncIterator[bytes]:
+            enc = self._encoder(plan)
+            async for data in self._drive(job, rec, finish, on_chunk=lambda c: enc.encode(c)):
+                if data:
+                    yield data
+            tail = enc.flush()
+            if tail:
+                yield tail
+
+        return StreamingResponse(
+            body(), media_type=plan.content_type, headers=self._headers(plan, job)
+        )
+
+    def sse_native(
+        self, job: Job, plan: Plan, rec: RequestRecord, finish: Callable[[], None]
+    ) -> StreamingResponse:
+        """``event: audio`` (PCM s16le, base64) / ``progress`` / ``done`` | ``error``."""
+        pcm = create_encoder("pcm", plan.sample_rate, self.engine_rate)
+        seq = 0
+
+        def on_chunk(chunk: np.ndarray) -> str:
+            nonlocal seq
+            data = pcm.encode(chunk)
+            event = AudioEvent(seq=seq, sample_rate=plan.sample_rate, audio=_b64e(data))
+            seq += 1
+            stats = job.stats
+            progress = ProgressEvent(
+                sentences_done=stats.segments_done,
+                sentences_total=stats.segments,
+                audio_ms=round(rec.audio_seconds * 1000),
+            )
+            return _sse(event.model_dump_json(), "audio") + _sse(
+                progress.model_dump_json(), "progress"
+            )
+
+        def done() -> str:
+            event = DoneEvent(
+                request_id=rec.request_id,
+                audio_duration_ms=round(rec.audio_seconds * 1000),
+                elapsed_ms=rec.elapsed_ms,
+                time_to_first_audio_ms=rec.ttfa_ms,
+                finish_reason=job.stats.finish_reason,
+            )
+            return _sse(event.model_dump_json(), "done")
+
+        return self._sse_response(job, plan, rec, finish, on_chunk, done, error_event="error")
+
+    def sse_openai(
+        self, job: Job, plan: Plan, rec: RequestRecord, finish: Callable[[], None]
+    ) -> StreamingResponse:
+        """OpenAI's ``speech.audio.delta`` / ``speech.audio.done`` events (data-only)."""
+        enc = self._encoder(plan)
+
+        def on_chunk(chunk: np.ndarray) -> str:
+            data = enc.encode(chunk)
+            return _sse(SpeechAudioDelta(audio=_b64e(data)).model_dump_json()) if data else ""
+
+        def done() -> str:
+            tail = enc.flush()
+            out = _sse(SpeechAudioDelta(audio=_b64e(tail)).model_dump_json()) if tail else ""
+            text_tokens = len(rec.text)
+            audio_tokens = sum(job.stats.tokens)
+            usage = Usage(
+                input_tokens=text_tokens,
+                output_tokens=audio_tokens,
+                total_tokens=text_tokens + audio_tokens,
+            )
+            return out + _sse(SpeechAudioDone(usage=usage).model_dump_json())
+
+        return self._sse_response(job, plan, rec, finish, on_chunk, done, error_event=None)
+
+    def _sse_response(
+        self,
+        job: Job,
+        plan: Plan,
+        rec: RequestRecord,
+        finish: Callable[[], None],
+        on_chunk: Callable[[np.ndarray], str],
+        done: Callable[[], str],
+        error_event: str | None,
+    ) -> StreamingResponse:
+        async def body() -> AsyncIterator[str]:
+            try:
+                async for event in self._drive(job, rec, finish, on_chunk, keepalive=True):
+                    if event:
+                        yield event
+                yield done()
+            except _StreamFailed as failed:
+                payload = json.dumps(failed.api.body(rec.request_id))
+                yield _sse(payload, error_event) if error_event else _sse(payload)
+
+        headers = {**self._headers(plan, job), "Cache-Control": "no-cache",
+                   "X-Accel-Buffering": "no"}  # fmt: skip
+        return StreamingResponse(body(), media_type="text/event-stream", headers=headers)
+
+    async def _drive(
+        self,
+        job: Job,
+        rec: RequestRecord,
+        finish: Callable[[], None],
+        on_chunk: Callable[[np.ndarray], Any],
+        keepalive: bool = False,
+    ) -> AsyncIterator[Any]:
+        """Pull chunks from ``job``; cancel it when the client goes; log once at the end."""
+        it = aiter(job)
+        nxt: asyncio.Future[Any] | None = None
+        try:
+            while True:
+                nxt = asyncio.ensure_future(anext(it))
+                if keepalive:
+                    while not (await asyncio.wait({nxt}, timeout=self.keepalive_s))[0]:
+                        yield ": keep-alive\n\n"
+                try:
+                    chunk = await nxt
+                except StopAsyncIteration:
+                    break
+                rec.audio_started()
+                rec.audio_seconds += chunk.pcm.size / self.engine_rate
+                yield on_chunk(chunk.pcm)
+        except SynthesisCancelledError:
+            rec.status, rec.http_status = "cancelled", 499
+        except (asyncio.CancelledError, GeneratorExit):
+            rec.status, rec.http_status = "cancelled", 499  # the client went away
+            raise
+        except Exception as exc:
+            api = translate(exc)
+            rec.status, rec.http_status = "error", api.status
+            log.error("synthesis failed mid-stream: %s", exc)
+            if keepalive:
+                raise _StreamFailed(api) from exc
+            raise
+        finally:
+            if nxt is not None and not nxt.done():
+                nxt.cancel()
+            if rec.status != "ok":
+                job.cancel()
+            finish()
+
+    def _encoder(self, plan: Plan, total: int | None = None) -> Encoder:
+        return create_encoder(plan.format, plan.sample_rate, self.engine_rate, total)
+
+    @staticmethod
+    def _headers(plan: Plan, job: Job) -> dict[str, str]:
+        headers = {"X-Sample-Rate": str(plan.sample_rate)}
+        if plan.ignored:
+            headers["X-Ignored-Fields"] = ",".join(f"extensions.{k}" for k in plan.ignored)
+        return headers
+
+
+class _StreamFailed(Exception):
+    def __init__(self, api: Any) -> None:
+        self.api = api
+
+
+async def _cancel_on_disconnect(request: Request, job: Job, every: float = 0.2) -> None:
+    while True:
+        await asyncio.sleep(every)
+        if await request.is_disconnected():
+            job.cancel()
+            return
+
+
+def _sse(data: str, event: str | None = None) -> str:
+    head = f"event: {event}\n" if event else ""
+    return f"{head}data: {data}\n\n"
+
+
+def _b64e(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+def _b64(value: str, field: str) -> bytes:
+    try:
+        return base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise BadRequestError(f"{field} is not valid base64", code="invalid_base64",
+                              param=field) from exc  # fmt: skip
