@@ -1,11 +1,18 @@
-"""Shared fixtures: one generated tiny ChatTTS checkpoint and one loaded engine per session."""
+"""Shared fixtures: one generated tiny ChatTTS checkpoint, one loaded engine, and one live
+server on loopback (uvicorn in a thread) per session."""
 
 from __future__ import annotations
 
 import os
+import threading
+import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
+import httpx
 import pytest
+import uvicorn
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
@@ -25,3 +32,55 @@ def engine(tiny_model_dir: Path):
     eng.load()
     yield eng
     eng.close()
+
+
+class LiveServer:
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        config = uvicorn.Config(app, host="127.0.0.1", port=0, log_config=None, lifespan="on")
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    def __enter__(self) -> LiveServer:
+        self.thread.start()
+        deadline = time.monotonic() + 30
+        while not self.server.started:
+            if time.monotonic() > deadline or not self.thread.is_alive():
+                raise RuntimeError("server did not start")
+            time.sleep(0.02)
+        port = self.server.servers[0].sockets[0].getsockname()[1]
+        self.url = f"http://127.0.0.1:{port}"
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.should_exit = True
+        self.thread.join(10)
+
+
+def make_settings(**kw: Any) -> Any:
+    from chattts_server.settings import Settings
+
+    base: dict[str, Any] = {"max_queue": 1, "keepalive_s": 0.5, "max_body_bytes": 2_000_000}
+    return Settings(**{**base, **kw})
+
+
+@pytest.fixture(scope="session")
+def live(engine: Any) -> Iterator[LiveServer]:
+    from chattts_server.server import create_app
+
+    with LiveServer(create_app(make_settings(), engine)) as srv:
+        yield srv
+
+
+@pytest.fixture
+def http(live: LiveServer) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=live.url, timeout=120) as client:
+        yield client
+
+
+def wait_idle(live: LiveServer, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while live.app.state.worker.depth:
+        if time.monotonic() > deadline:
+            raise AssertionError("worker still busy")
+        time.sleep(0.02)

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from .conftest import LiveServer, wait_idle
+from conftest import LiveServer, wait_idle
 
 LONG = {
     "text": " ".join(f"Sentence number {i}." for i in range(12)),

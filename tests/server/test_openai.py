@@ -9,8 +9,8 @@ import openai
 import pytest
 
 from chattts_server.audio import decode_audio
+from conftest import LiveServer
 
-from .conftest import LiveServer
 from .sse import parse_sse
 
 BODY = {"model": "tts-1", "input": "Hi there. 你好。", "voice": "alloy"}

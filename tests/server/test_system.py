@@ -7,8 +7,7 @@ import pytest
 
 from chattts_server.engine import ChatTTSEngine, EngineConfig
 from chattts_server.server import create_app
-
-from .conftest import make_settings
+from conftest import make_settings
 
 
 def test_health_ready_voices(http: httpx.Client) -> None:
