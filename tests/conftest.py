@@ -4,6 +4,7 @@ server on loopback (uvicorn in a thread) per session."""
 from __future__ import annotations
 
 import os
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -60,7 +61,12 @@ class LiveServer:
 def make_settings(**kw: Any) -> Any:
     from chattts_server.settings import Settings
 
-    base: dict[str, Any] = {"max_queue": 1, "keepalive_s": 0.5, "max_body_bytes": 2_000_000}
+    base: dict[str, Any] = {
+        "max_queue": 1,
+        "keepalive_s": 0.5,
+        "max_body_bytes": 2_000_000,
+        "data_dir": tempfile.mkdtemp(prefix="chattts-test-data-"),
+    }
     return Settings(**{**base, **kw})
 
 

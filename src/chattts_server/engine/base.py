@@ -29,13 +29,15 @@ class Pauses:
 
 @dataclass(frozen=True)
 class SynthesisRequest:
-    """One synthesis job. Exactly one voice source may be given: ``seed``, ``spk_emb`` or
-    ``ref_audio`` (+ ``ref_text``); with none, a random voice is drawn."""
+    """One synthesis job. One voice source at most: ``seed``, ``spk_emb``, or a reference clip
+    (``ref_audio`` or its encoded ``ref_tokens``, with ``ref_text``); with none, a voice is drawn
+    from ``manual_seed`` when given, else at random."""
 
     text: str
     seed: int | None = None
     spk_emb: str | None = None
     ref_audio: bytes | None = None
+    ref_tokens: str | None = None  # a clip already encoded by ``encode_reference``
     ref_text: str | None = None
     lang: Language | None = None
     speed: float = 1.0

@@ -39,7 +39,14 @@ from .errors import (
 )
 from .loader import resolve
 from .testmodel import build_config
-from .voices import Voice, check_seed, check_spk_emb, decode_reference, spk_emb_from_seed
+from .voices import (
+    Voice,
+    check_ref_tokens,
+    check_seed,
+    check_spk_emb,
+    decode_reference,
+    spk_emb_from_seed,
+)
 
 log = logging.getLogger(__name__)
 
@@ -181,6 +188,37 @@ class ChatTTSEngine:
         token = CancelToken()
         return Synthesis(self._run(prepared, stats, token), stats, token)
 
+    def speaker_for_seed(self, seed: int) -> str:
+        """The speaker string (``spk_emb``) a voice seed stands for, with these weights."""
+        if self._chat is None:
+            raise EngineNotReadyError("the model is not loaded yet")
+        return spk_emb_from_seed(check_seed(seed, "seed"), self._chat.speaker)
+
+    def check_speaker(self, spk_emb: object) -> str:
+        """Validate a speaker string for this model (raises :class:`InvalidInputError`)."""
+        if self._chat is None:
+            raise EngineNotReadyError("the model is not loaded yet")
+        return check_spk_emb(spk_emb, self._chat.speaker.dim, self._chat.speaker)
+
+    def encode_reference(self, ref_audio: bytes) -> str:
+        """Encode a reference clip into ChatTTS prompt tokens (``spk_smp``), reusable later as
+        ``SynthesisRequest.ref_tokens``. Runs the DVAE encoder under the model lock."""
+        import torch
+
+        if self._chat is None:
+            raise EngineNotReadyError("the model is not loaded yet")
+        pcm = self._reference_pcm(ref_audio)
+        with self._lock, torch.inference_mode():
+            return str(self._chat.sample_audio_speaker(pcm))
+
+    def _reference_pcm(self, ref_audio: bytes) -> np.ndarray:
+        return decode_reference(
+            ref_audio,
+            sample_rate=SAMPLE_RATE,
+            max_bytes=self.config.max_ref_audio_bytes,
+            max_seconds=self.config.max_ref_audio_seconds,
+        )
+
     # --- validation --------------------------------------------------------------------------
 
     def _prepare(self, r: SynthesisRequest) -> _Prepared:
@@ -205,34 +243,34 @@ class ChatTTSEngine:
             max_new = _check_int(r.max_new_tokens, "max_new_tokens", 1, cfg.max_new_tokens)
         _check_int(r.min_new_tokens, "min_new_tokens", 0, max_new)
 
-        sources = [n for n in ("seed", "spk_emb", "ref_audio") if getattr(r, n) is not None]
+        sources = [
+            n for n in ("seed", "spk_emb", "ref_audio", "ref_tokens") if getattr(r, n) is not None
+        ]
         if len(sources) > 1:
             raise InvalidInputError(
                 f"give one voice source, not {' and '.join(sources)}",
                 code="conflicting_voice",
                 field=sources[1],
             )
-        if r.ref_text is not None and r.ref_audio is None:
+        has_ref = r.ref_audio is not None or r.ref_tokens is not None
+        if r.ref_text is not None and not has_ref:
             raise InvalidInputError(
                 "ref_text needs ref_audio", code="missing_field", field="ref_audio"
             )
-        if r.ref_audio is not None:
+        if has_ref:
             if r.ref_text is None:
                 raise InvalidInputError(
-                    "ref_audio needs its transcript in ref_text",
+                    "a reference clip needs its transcript in ref_text",
                     code="missing_field",
                     field="ref_text",
                 )
             ref_text = textprep.validate_text(
                 r.ref_text, max_chars=cfg.max_segment_chars * 4, field="ref_text"
             )
-            pcm = decode_reference(
-                r.ref_audio,
-                sample_rate=SAMPLE_RATE,
-                max_bytes=cfg.max_ref_audio_bytes,
-                max_seconds=cfg.max_ref_audio_seconds,
-            )
-            voice = Voice(ref_pcm=pcm, ref_text=ref_text)
+        if r.ref_tokens is not None:
+            voice = Voice(ref_tokens=check_ref_tokens(r.ref_tokens, chat), ref_text=ref_text)
+        elif r.ref_audio is not None:
+            voice = Voice(ref_pcm=self._reference_pcm(r.ref_audio), ref_text=ref_text)
         elif r.spk_emb is not None:
             voice = Voice(spk_emb=check_spk_emb(r.spk_emb, chat.speaker.dim, chat.speaker))
         else:
@@ -261,10 +299,10 @@ class ChatTTSEngine:
             if chat is None:
                 raise EngineNotReadyError("the engine was closed")
             chat.context = _RequestContext(token)
-            spk_smp = txt_smp = None
+            spk_smp = p.voice.ref_tokens
             if p.voice.ref_pcm is not None:
                 spk_smp = chat.sample_audio_speaker(p.voice.ref_pcm)
-                txt_smp = self._normalize(p.voice.ref_text or "", p.lang)
+            txt_smp = self._normalize(p.voice.ref_text, p.lang) if spk_smp else None
             n = len(p.segments)
             for i, segment in enumerate(p.segments):
                 if token.cancelled:

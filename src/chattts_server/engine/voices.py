@@ -24,7 +24,8 @@ class Voice:
 
     spk_emb: str | None = None
     ref_pcm: np.ndarray | None = None  # 24 kHz mono float32, encoded lazily on the model thread
-    ref_text: str | None = None
+    ref_tokens: str | None = None  # a clip already encoded (ChatTTS ``spk_smp``)
+    ref_text: str = ""
     seed: int | None = None
 
 
@@ -70,6 +71,31 @@ def check_spk_emb(value: object, dim: int, speaker: Any) -> str:
             f"spk_emb must hold {dim} finite values for this model, it holds {arr.size}",
             code="invalid_spk_emb",
             field="spk_emb",
+        )
+    return value
+
+
+def check_ref_tokens(value: object, chat: Any) -> str:
+    """Encoded reference-clip tokens (``spk_smp``): ``num_vq`` rows of audio-token ids."""
+    field = "ref_tokens"
+    if not isinstance(value, str) or not value:
+        raise InvalidInputError("ref_tokens must be a non-empty string", code="invalid_type",
+                                field=field)  # fmt: skip
+    try:
+        tokens = chat.speaker.decode_prompt(value)
+    except Exception as exc:
+        raise InvalidInputError(
+            "ref_tokens is not an encoded ChatTTS clip", code="invalid_ref_tokens", field=field
+        ) from exc
+    num_vq, limit = chat.config.gpt.num_vq, chat.config.gpt.num_audio_tokens
+    if (
+        tokens.ndim != 2
+        or tokens.shape[0] != num_vq
+        or tokens.shape[1] == 0
+        or (int(tokens.max()) >= limit)
+    ):
+        raise InvalidInputError(
+            "ref_tokens does not fit this model", code="invalid_ref_tokens", field=field
         )
     return value
 

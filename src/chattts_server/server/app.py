@@ -32,8 +32,10 @@ from .errors import (
     validation_error,
 )
 from .observe import Metrics
-from .routers import openai, system, tts
+from .routers import openai, system, tts, voices
 from .speech import SpeechService
+from .voices import VoiceLibrary
+from .voicestore import VoiceStore
 from .worker import SynthesisWorker
 
 log = logging.getLogger(__name__)
@@ -50,6 +52,7 @@ def create_app(
     settings = settings or Settings()
     engine = engine or ChatTTSEngine(settings.engine_config())
     metrics = Metrics()
+    store = VoiceStore(settings.data_dir / "voices.db")
     worker = SynthesisWorker(
         engine, metrics, max_queue=settings.max_queue, send_timeout=settings.send_timeout_s
     )
@@ -61,6 +64,7 @@ def create_app(
         if loader is not None:
             loader.cancel()
         worker.shutdown()
+        store.close()
 
     app = FastAPI(
         title="chattts-server",
@@ -73,11 +77,17 @@ def create_app(
     app.state.metrics = metrics
     app.state.worker = worker
     app.state.load_error = None
+    app.state.voices = VoiceLibrary(store, engine)  # type: ignore[arg-type]
     app.state.speech = SpeechService(
-        worker, metrics, keepalive_s=settings.keepalive_s, sample_rate=engine.info.sample_rate
+        worker,
+        app.state.voices,
+        metrics,
+        keepalive_s=settings.keepalive_s,
+        sample_rate=engine.info.sample_rate,
     )
     app.include_router(tts.router)
     app.include_router(openai.router)
+    app.include_router(voices.router)
     app.include_router(system.router)
     _install_error_handlers(app)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)

@@ -8,6 +8,7 @@ Every error response has OpenAI's shape ``{"error": {"message", "type", "param",
     ├── UnauthorizedError       401 authentication_error
     ├── NotFoundError           404 invalid_request_error — unknown voice or route
     ├── NotAcceptableError      406 invalid_request_error — no format the client accepts
+    ├── ConflictError           409 invalid_request_error — a voice of that name exists
     ├── PayloadTooLargeError    413 invalid_request_error
     ├── UnsupportedMediaError   415 invalid_request_error — body is not JSON
     ├── OverloadedError         503 overloaded_error (+ Retry-After)
@@ -73,6 +74,10 @@ class NotAcceptableError(APIError):
     status, type, code = 406, "invalid_request_error", "not_acceptable"
 
 
+class ConflictError(APIError):
+    status, type, code = 409, "invalid_request_error", "conflict"
+
+
 class PayloadTooLargeError(APIError):
     status, type, code = 413, "invalid_request_error", "body_too_large"
 
@@ -133,8 +138,9 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     status: {"model": ErrorBody, "description": desc}
     for status, desc in (
         (400, "invalid input: the body names the field (param) and a code"),
-        (404, "unknown voice"),
+        (404, "unknown voice or route"),
         (406, "no audio format the client accepts"),
+        (409, "a voice of that name exists"),
         (413, "body too large"),
         (415, "body is not application/json"),
         (500, "engine failure; the body carries the request id"),

@@ -83,11 +83,68 @@ class ErrorBody(BaseModel):
     error: ErrorDetail
 
 
+class VoiceDefaults(_Strict):
+    """Parameters a saved voice applies when a request does not set them."""
+
+    speed: float | None = Field(None, ge=0.5, le=2.0)
+    temperature: float | None = Field(None, gt=0, le=2.0)
+    top_p: float | None = Field(None, gt=0, le=1.0)
+    top_k: int | None = Field(None, ge=1, le=626)
+    refine_text: bool | None = None
+
+
+VOICE_NAME = Field(
+    ...,
+    pattern=r"^[A-Za-z0-9_-]{1,64}$",
+    description="letters, digits, - and _, 1–64 characters",
+    examples=["narrator-en"],
+)
+
+
+class VoiceCreate(_Strict):
+    """``POST /v1/voices``: a name and exactly one of ``seed``, ``spk_emb``, or ``ref_audio``
+    (base64 WAV/FLAC/Ogg) + ``ref_text``."""
+
+    name: str = VOICE_NAME
+    seed: int | None = Field(None, ge=0, le=2**32 - 1)
+    spk_emb: str | None = None
+    ref_audio: str | None = None
+    ref_text: str | None = None
+    description: str | None = Field(None, max_length=500)
+    language: Literal["zh", "en"] | None = None
+    defaults: VoiceDefaults = Field(default_factory=VoiceDefaults)
+
+
+class VoicePatch(_Strict):
+    """``PATCH /v1/voices/{name}``: what a voice says about itself; its sound never changes."""
+
+    description: str | None = Field(None, max_length=500)
+    language: Literal["zh", "en"] | None = None
+    defaults: VoiceDefaults | None = None
+
+
 class VoiceInfo(BaseModel):
     id: str
-    kind: Literal["builtin", "seed", "saved"]
+    kind: Literal["builtin", "seed", "spk_emb", "ref_audio"]
     seed: int | None = None
     description: str | None = None
+    language: str | None = None
+    defaults: dict[str, Any] = Field(default_factory=dict)
+    model_fingerprint: str | None = None
+    created_at: float | None = None
+
+
+class VoiceExport(BaseModel):
+    """A portable file of saved voices (``GET /v1/voices/export``, ``POST /v1/voices/import``)."""
+
+    format: Literal["chattts-server-voices"] = "chattts-server-voices"
+    version: Literal[1] = 1
+    voices: list[dict[str, Any]]
+
+
+class ImportResult(BaseModel):
+    imported: list[str]
+    skipped: list[str]
 
 
 class VoiceList(BaseModel):

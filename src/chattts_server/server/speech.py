@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import binascii
 import json
 import logging
 from collections.abc import AsyncIterator, Callable
@@ -22,7 +21,7 @@ from ..engine import (
     SynthesisCancelledError,
     SynthesisRequest,
 )
-from .errors import BadRequestError, NotFoundError, translate
+from .errors import BadRequestError, translate
 from .observe import Metrics, RequestRecord
 from .protocol import (
     KNOWN_EXTENSIONS,
@@ -34,19 +33,12 @@ from .protocol import (
     SpeechRequest,
     TTSRequest,
     Usage,
-    VoiceInfo,
 )
+from .voices import VoiceChoice, VoiceLibrary, decode_b64
 from .worker import Job, SynthesisWorker
 
 log = logging.getLogger(__name__)
 
-# OpenAI's voice names, each a fixed ChatTTS voice seed (stable across releases).
-BUILTIN_VOICES: dict[str, int] = {
-    "alloy": 1001, "ash": 1002, "ballad": 1003, "coral": 1004, "echo": 1005, "fable": 1006,
-    "nova": 1007, "onyx": 1008, "sage": 1009, "shimmer": 1010, "verse": 1011, "marin": 1012,
-    "cedar": 1013,
-}  # fmt: skip
-SEED_MAX = 2**32 - 1
 OPENAI_SPEED = (0.5, 2.0)  # what ChatTTS can do; OpenAI's 0.25–4.0 is clamped to this
 
 
@@ -59,39 +51,28 @@ class Plan:
     content_type: str
     sample_rate: int
     ignored: tuple[str, ...] = ()
+    warning: str | None = None
 
 
 class SpeechService:
     def __init__(
-        self, worker: SynthesisWorker, metrics: Metrics, *, keepalive_s: float, sample_rate: int
+        self,
+        worker: SynthesisWorker,
+        library: VoiceLibrary,
+        metrics: Metrics,
+        *,
+        keepalive_s: float,
+        sample_rate: int,
     ) -> None:
         self.worker = worker
+        self.library = library
         self.metrics = metrics
         self.keepalive_s = keepalive_s
         self.engine_rate = sample_rate
 
-    # --- voices ----------------------------------------------------------------------------
-
-    def voices(self) -> list[VoiceInfo]:
-        return [
-            VoiceInfo(id=name, kind="builtin", seed=seed, description="OpenAI voice name")
-            for name, seed in BUILTIN_VOICES.items()
-        ]
-
-    def voice_seed(self, voice: str, field: str = "voice") -> int:
-        """A built-in name or ``seed:N`` → the voice seed; unknown names are a 404."""
-        if voice in BUILTIN_VOICES:
-            return BUILTIN_VOICES[voice]
-        if voice.startswith("seed:"):
-            raw = voice[5:]
-            if not raw.isdigit() or int(raw) > SEED_MAX:
-                raise BadRequestError(f"seed voices are seed:N with N in 0…{SEED_MAX}", param=field)
-            return int(raw)
-        raise NotFoundError(f"voice {voice!r} not found", code="voice_not_found", param=field)
-
     # --- request building --------------------------------------------------------------------
 
-    def plan_tts(self, body: TTSRequest, accept: str | None) -> Plan:
+    async def plan_tts(self, body: TTSRequest, accept: str | None) -> Plan:
         sources = ("voice", "seed", "spk_emb", "ref_audio")
         voices = [n for n in sources if getattr(body, n) is not None]
         if len(voices) > 1:
@@ -100,32 +81,42 @@ class SpeechService:
                 code="conflicting_voice",
                 param=voices[1],
             )
-        seed = self.voice_seed(body.voice) if body.voice else body.seed
-        ref_audio = _b64(body.ref_audio, "ref_audio") if body.ref_audio is not None else None
+        choice = await self.library.resolve(body.voice) if body.voice else VoiceChoice()
+        params = _with_defaults(body, choice.defaults)
+        ref_audio = decode_b64(body.ref_audio, "ref_audio") if body.ref_audio is not None else None
         ext, ignored = self._extensions(body.extensions)
         request = SynthesisRequest(
             text=body.text,
-            seed=seed,
-            spk_emb=body.spk_emb,
+            seed=choice.seed if body.voice else body.seed,
+            spk_emb=choice.spk_emb or body.spk_emb,
             ref_audio=ref_audio,
-            ref_text=body.ref_text,
+            ref_tokens=choice.ref_tokens,
+            ref_text=choice.ref_text or body.ref_text,
             lang=body.lang,
-            speed=body.speed,
-            temperature=body.temperature,
-            top_p=body.top_p,
-            top_k=body.top_k,
-            refine_text=body.refine_text,
             refine_prompt=body.refine_prompt,
             pauses=Pauses(body.pauses.comma, body.pauses.period),
             manual_seed=body.manual_seed,
+            **params,
             **ext,
         )
-        return self._plan(request, body.format, accept, body.sample_rate, ignored)
+        return self._plan(request, body.format, accept, body.sample_rate, ignored, choice.warning)
 
-    def plan_speech(self, body: SpeechRequest) -> Plan:
-        speed = min(max(body.speed, OPENAI_SPEED[0]), OPENAI_SPEED[1])
-        request = SynthesisRequest(text=body.input, seed=self.voice_seed(body.voice), speed=speed)
-        return self._plan(request, body.response_format, None, None, ())
+    async def plan_speech(self, body: SpeechRequest) -> Plan:
+        choice = await self.library.resolve(body.voice)
+        params = _with_defaults(body, choice.defaults)
+        params["speed"] = min(max(params["speed"], OPENAI_SPEED[0]), OPENAI_SPEED[1])
+        request = SynthesisRequest(
+            text=body.input,
+            seed=choice.seed,
+            spk_emb=choice.spk_emb,
+            ref_tokens=choice.ref_tokens,
+            ref_text=choice.ref_text,
+            **params,
+        )
+        return self._plan(request, body.response_format, None, None, (), choice.warning)
+
+    def plan_direct(self, request: SynthesisRequest, fmt: str) -> Plan:
+        return self._plan(request, fmt, None, None, (), None)
 
     def _plan(
         self,
@@ -134,11 +125,12 @@ class SpeechService:
         accept: str | None,
         rate: int | None,
         ignored: tuple[str, ...],
+        warning: str | None,
     ) -> Plan:
         neg = negotiate(fmt, accept)
         sample_rate = rate or neg.sample_rate or self.engine_rate
         check_sample_rate(neg.format, sample_rate)
-        return Plan(request, neg.format, neg.content_type, sample_rate, ignored)
+        return Plan(request, neg.format, neg.content_type, sample_rate, ignored, warning)
 
     @staticmethod
     def _extensions(ext: dict[str, Any]) -> tuple[dict[str, Any], tuple[str, ...]]:
@@ -326,6 +318,8 @@ class SpeechService:
         headers = {"X-Sample-Rate": str(plan.sample_rate)}
         if plan.ignored:
             headers["X-Ignored-Fields"] = ",".join(f"extensions.{k}" for k in plan.ignored)
+        if plan.warning:
+            headers["X-Voice-Warning"] = plan.warning
         return headers
 
 
@@ -351,9 +345,14 @@ def _b64e(data: bytes) -> str:
     return base64.b64encode(data).decode("ascii")
 
 
-def _b64(value: str, field: str) -> bytes:
-    try:
-        return base64.b64decode(value, validate=True)
-    except (binascii.Error, ValueError) as exc:
-        raise BadRequestError(f"{field} is not valid base64", code="invalid_base64",
-                              param=field) from exc  # fmt: skip
+def _with_defaults(body: TTSRequest | SpeechRequest, defaults: dict[str, Any]) -> dict[str, Any]:
+    """Sampling parameters: what the request set, else the voice's defaults, else ours."""
+    out: dict[str, Any] = {}
+    for name in ("speed", "temperature", "top_p", "top_k", "refine_text"):
+        if name in body.model_fields_set or name not in defaults:
+            if hasattr(body, name):
+                out[name] = getattr(body, name)
+        else:
+            out[name] = defaults[name]
+    out.setdefault("speed", 1.0)
+    return out

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+import inspect
+from collections.abc import Awaitable, Callable
 
 from fastapi import Request
 from fastapi.responses import Response
@@ -32,7 +33,7 @@ def record(request: Request, route: str, text: str, voice: str | None) -> Reques
 async def respond(
     request: Request,
     rec: RequestRecord,
-    make_plan: Callable[[], Plan],
+    make_plan: Callable[[], Awaitable[Plan] | Plan],
     streamer: Streamer | None,
 ) -> Response:
     """Plan, admit and answer one request; the record is logged exactly once, at the end."""
@@ -40,6 +41,8 @@ async def respond(
     metrics = request.app.state.metrics
     try:
         plan = make_plan()
+        if inspect.isawaitable(plan):
+            plan = await plan
         rec.format = rec.format or plan.format.value
         if streamer is None:
             response = await service.full(request, plan, rec)

@@ -6,7 +6,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from ..protocol import HealthStatus, VoiceList
+from ..protocol import HealthStatus
 
 router = APIRouter(tags=["system"])
 
@@ -46,9 +46,3 @@ async def metrics(request: Request) -> Response:
     return Response(
         generate_latest(request.app.state.metrics.registry), media_type=CONTENT_TYPE_LATEST
     )
-
-
-@router.get("/v1/voices", response_model=VoiceList, tags=["voices"])
-async def voices(request: Request) -> VoiceList:
-    """Voices usable as ``voice``: the OpenAI names (fixed seeds); ``seed:N`` works too."""
-    return VoiceList(data=request.app.state.speech.voices())

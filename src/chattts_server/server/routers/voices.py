@@ -1,0 +1,108 @@
+"""``/v1/voices``: the voice library (built-in names, saved voices, export/import, samples)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import Response
+
+from ...engine import SynthesisRequest
+from ..errors import ERROR_RESPONSES
+from ..protocol import (
+    AudioFormatName,
+    ImportResult,
+    VoiceCreate,
+    VoiceExport,
+    VoiceInfo,
+    VoiceList,
+    VoicePatch,
+)
+from ..speech import SpeechService
+from ..voices import VoiceLibrary
+from .common import record, require_json, respond
+
+router = APIRouter(prefix="/v1/voices", tags=["voices"], responses=ERROR_RESPONSES)
+SAMPLE_TEXT = {"zh": "你好，这是我的声音。", "en": "Hello, this is my voice."}
+
+
+def library(request: Request) -> VoiceLibrary:
+    lib: VoiceLibrary = request.app.state.voices
+    return lib
+
+
+@router.get("", response_model=VoiceList)
+async def list_voices(request: Request) -> VoiceList:
+    """Voices usable as ``voice``: the OpenAI names (fixed seeds) and saved voices;
+    ``seed:N`` always works too."""
+    return VoiceList(data=await library(request).list_all())
+
+
+@router.post("", status_code=201, response_model=VoiceInfo, dependencies=[Depends(require_json)])
+async def create_voice(request: Request, body: VoiceCreate) -> VoiceInfo:
+    """Save a named voice from exactly one of ``seed``, ``spk_emb`` or ``ref_audio`` +
+    ``ref_text``. A duplicate name is a 409."""
+    lib = library(request)
+    return lib.info(await lib.create(body))
+
+
+@router.get("/export", response_model=VoiceExport)
+async def export_voices(request: Request) -> VoiceExport:
+    """Every saved voice as one JSON document, for ``POST /v1/voices/import`` elsewhere."""
+    return await library(request).export()
+
+
+@router.post("/import", response_model=ImportResult, dependencies=[Depends(require_json)])
+async def import_voices(
+    request: Request, body: VoiceExport, overwrite: bool = Query(False)
+) -> ImportResult:
+    """Import an export file, all or nothing; existing names are skipped unless ``overwrite``."""
+    written, skipped = await library(request).import_(body, overwrite)
+    return ImportResult(imported=written, skipped=skipped)
+
+
+@router.get("/{name}", response_model=VoiceInfo)
+async def get_voice(request: Request, name: str) -> VoiceInfo:
+    lib = library(request)
+    return lib.info(await lib.get(name))
+
+
+@router.patch("/{name}", response_model=VoiceInfo, dependencies=[Depends(require_json)])
+async def update_voice(request: Request, name: str, body: VoicePatch) -> VoiceInfo:
+    """Change a voice's description, language or defaults (its sound never changes)."""
+    lib = library(request)
+    return lib.info(await lib.update(name, body))
+
+
+@router.delete("/{name}", status_code=204, response_class=Response)
+async def delete_voice(request: Request, name: str) -> Response:
+    await library(request).delete(name)
+    return Response(status_code=204)
+
+
+@router.get("/{name}/sample", response_class=Response)
+async def voice_sample(
+    request: Request,
+    name: str,
+    format: AudioFormatName = Query("wav"),
+    text: str | None = Query(None, max_length=200),
+    lang: Literal["zh", "en"] | None = Query(None),
+) -> Response:
+    """A short preview of the voice (deterministic: ``manual_seed`` 0)."""
+    lib = library(request)
+    service: SpeechService = request.app.state.speech
+    stored = await lib.get(name)
+    choice = await lib.resolve(name)
+    language: Literal["zh", "en"] = lang or ("zh" if stored.language == "zh" else "en")
+    text = text or SAMPLE_TEXT[language]
+    rec = record(request, "/v1/voices/{name}/sample", text, name)
+    synth = SynthesisRequest(
+        text=text,
+        spk_emb=choice.spk_emb,
+        ref_tokens=choice.ref_tokens,
+        ref_text=choice.ref_text,
+        lang=language,
+        manual_seed=0,
+        **{k: v for k, v in choice.defaults.items()},
+    )
+    return await respond(request, rec, lambda: service.plan_direct(synth, format), None)
