@@ -36,10 +36,13 @@ def engine(tiny_model_dir: Path):
 
 
 class LiveServer:
-    def __init__(self, app: Any) -> None:
+    def __init__(self, app: Any, **config: Any) -> None:
         self.app = app
-        config = uvicorn.Config(app, host="127.0.0.1", port=0, log_config=None, lifespan="on")
-        self.server = uvicorn.Server(config)
+        self.scheme = "https" if config.get("ssl_certfile") else "http"
+        cfg = uvicorn.Config(
+            app, host="127.0.0.1", port=0, log_config=None, lifespan="on", **config
+        )
+        self.server = uvicorn.Server(cfg)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 
     def __enter__(self) -> LiveServer:
@@ -50,7 +53,7 @@ class LiveServer:
                 raise RuntimeError("server did not start")
             time.sleep(0.02)
         port = self.server.servers[0].sockets[0].getsockname()[1]
-        self.url = f"http://127.0.0.1:{port}"
+        self.url = f"{self.scheme}://127.0.0.1:{port}"
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -79,6 +79,19 @@ def _to_s16(pcm: object) -> bytes:
     return bytes(float_to_int16(np.asarray(pcm, dtype=np.float32)).astype("<i2").tobytes())
 
 
+def _certs(args: argparse.Namespace) -> int:
+    from .certs import make_dev_certs
+
+    paths = make_dev_certs(args.dir, args.name, args.days)
+    for role, path in paths.items():
+        print(f"{role:11} {path}")
+    print(
+        f"serve with --tls-cert {paths['server']} --tls-key {paths['server_key']} "
+        f"--tls-client-ca {paths['ca']}"
+    )
+    return 0
+
+
 def _serve(args: argparse.Namespace) -> int:
     from .server.main import run
 
@@ -128,7 +141,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-new-tokens", type=int)
     p.add_argument("--max-body-bytes", type=int)
     p.add_argument("--log-level", choices=("debug", "info", "warning", "error"))
+    p.add_argument("--api-keys-file", type=Path, help="Bearer keys, one per line")
+    p.add_argument("--rate-limit-per-minute", type=int, help="per key (0: off)")
+    p.add_argument("--max-streams-per-key", type=int, help="concurrent streams (0: off)")
+    p.add_argument("--request-timeout-s", type=float, help="default and longest deadline")
+    p.add_argument("--cors-origins", nargs="*", help="allowed origins (default: CORS off)")
+    p.add_argument("--tls-cert", type=Path)
+    p.add_argument("--tls-key", type=Path)
+    p.add_argument("--tls-client-ca", type=Path, help="require client certs signed by this CA")
     p.set_defaults(func=_serve)
+
+    p = sub.add_parser("certs", help="create a development CA, server and client certificate")
+    p.add_argument("dir", type=Path)
+    p.add_argument("--name", action="append", default=[], help="extra server name or IP")
+    p.add_argument("--days", type=int, default=365)
+    p.set_defaults(func=_certs)
     return parser
 
 

@@ -42,6 +42,27 @@ class Settings(BaseSettings):
     send_timeout_s: float = Field(30.0, gt=0, description="a client not reading this long is cut")
     keepalive_s: float = Field(15.0, gt=0, description="SSE keep-alive comment interval")
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    # trust
+    api_keys: list[str] = Field(default_factory=list, description="Bearer keys; empty: no auth")
+    api_keys_file: Path | None = Field(None, description="one key per line, # comments")
+    metrics_require_key: bool = Field(False, description="/metrics behind the API key too")
+    rate_limit_per_minute: int = Field(0, ge=0, description="requests per key (0: off)")
+    max_streams_per_key: int = Field(0, ge=0, description="concurrent streams per key (0: off)")
+    request_timeout_s: float = Field(600.0, gt=0, description="default and longest deadline")
+    cors_origins: list[str] = Field(default_factory=list, description="CORS off when empty")
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    tls_client_ca: Path | None = Field(None, description="require client certificates (mTLS)")
+
+    def load_api_keys(self) -> list[str]:
+        """Keys from ``api_keys`` and ``api_keys_file`` (blank lines and # comments skipped)."""
+        keys = [k.strip() for k in self.api_keys if k.strip()]
+        if self.api_keys_file is not None:
+            for line in self.api_keys_file.read_text(encoding="utf-8").splitlines():
+                line = line.split("#", 1)[0].strip()
+                if line:
+                    keys.append(line)
+        return keys
 
     def engine_config(self) -> EngineConfig:
         return EngineConfig(

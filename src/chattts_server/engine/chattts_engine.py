@@ -287,7 +287,29 @@ class ChatTTSEngine:
             period_pause_ms=r.pauses.period_ms,
         )
         lang = r.lang or textprep.detect_language(text)
-        return _Prepared(r, segments, voice, lang, max_new)
+        return _Prepared(r, self._normalize_segments(segments, lang), voice, lang, max_new)
+
+    def _normalize_segments(
+        self, segments: list[textprep.Segment], lang: str
+    ) -> list[textprep.Segment]:
+        """Normalize now, so text ChatTTS cannot speak (emoji only, symbols) is a 400, not a
+        silent empty result; a dropped segment's pause moves to the one before."""
+        out: list[textprep.Segment] = []
+        for seg in segments:
+            text = self._normalize(seg.text, lang)
+            if textprep.speakable(text):
+                out.append(textprep.Segment(text, seg.pause_after_ms))
+            elif out:
+                prev = out[-1]
+                out[-1] = textprep.Segment(prev.text, prev.pause_after_ms + seg.pause_after_ms)
+        if not out:
+            raise InvalidInputError(
+                "text has nothing ChatTTS can speak (it reads Chinese and English)",
+                code="nothing_to_speak",
+                field="text",
+            )
+        out[-1] = textprep.Segment(out[-1].text, 0)
+        return out
 
     # --- synthesis ---------------------------------------------------------------------------
 
@@ -338,7 +360,6 @@ class ChatTTSEngine:
         import ChatTTS
 
         r = p.request
-        text = self._normalize(text, p.lang)
         if r.refine_text:
             text = self._refine(chat, text, r)
         params = ChatTTS.Chat.InferCodeParams(

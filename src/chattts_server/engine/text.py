@@ -27,6 +27,9 @@ _SENTENCE_END = re.compile(r"(?<=[。！？；…])|(?<=[.!?;])(?=\s|$)|\n+")
 _CLAUSE_END = re.compile(r"(?<=[，、：,:])")
 _TOKEN = re.compile(r"\[[a-z_]+\]|[A-Za-z0-9'’\-]+|\s+|.", re.S)
 _CJK = re.compile(r"[\u3400-\u9fff]")
+_SURROGATE = re.compile(r"[\ud800-\udfff]")
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+_SPEAKABLE = re.compile(r"[\u4e00-\u9fffA-Za-z]")
 SPEED_MIN, SPEED_MAX = 0.5, 2.0
 
 
@@ -46,6 +49,18 @@ def validate_text(text: object, *, max_chars: int, field: str = "text") -> str:
         raise InvalidInputError(
             f"text has {len(text)} characters; the limit is {max_chars}",
             code="text_too_long",
+            field=field,
+        )
+    if _SURROGATE.search(text):
+        raise InvalidInputError(
+            "text holds lone UTF-16 surrogates (not valid Unicode text)",
+            code="invalid_text",
+            field=field,
+        )
+    if _CONTROL.search(text):
+        raise InvalidInputError(
+            "text holds control characters (only tab and newlines are allowed)",
+            code="invalid_characters",
             field=field,
         )
     stripped = text.strip()
@@ -76,6 +91,11 @@ def validate_refine_prompt(prompt: object) -> str:
             field="refine_prompt",
         )
     return prompt
+
+
+def speakable(text: str) -> bool:
+    """Whether normalized text has anything ChatTTS reads (Chinese characters, Latin letters)."""
+    return bool(_SPEAKABLE.search(_without_tags(text)))
 
 
 def speed_to_level(speed: float) -> int:

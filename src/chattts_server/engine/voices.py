@@ -100,6 +100,25 @@ def check_ref_tokens(value: object, chat: Any) -> str:
     return value
 
 
+def _check_riff(data: bytes) -> None:
+    """A WAV whose data chunk claims more bytes than the file holds is truncated or lying."""
+    if data[:4] != b"RIFF" or data[8:12] != b"WAVE":
+        return
+    pos = 12
+    while pos + 8 <= len(data):
+        size = int.from_bytes(data[pos + 4 : pos + 8], "little")
+        if data[pos : pos + 4] == b"data":
+            if size not in (0, 0xFFFFFFFF) and pos + 8 + size > len(data):
+                raise InvalidInputError(
+                    f"ref_audio's WAV header claims {size} bytes of audio; the file holds "
+                    f"{len(data) - pos - 8}",
+                    code="invalid_ref_audio",
+                    field="ref_audio",
+                )
+            return
+        pos += 8 + size + (size & 1)
+
+
 def decode_reference(
     data: object, *, sample_rate: int, max_bytes: int, max_seconds: float
 ) -> np.ndarray:
@@ -118,8 +137,15 @@ def decode_reference(
             code="ref_audio_too_large",
             field=field,
         )
+    _check_riff(bytes(data))
     try:
         with sf.SoundFile(io.BytesIO(bytes(data))) as f:
+            if not 4000 <= f.samplerate <= 192_000:
+                raise InvalidInputError(
+                    f"ref_audio has an implausible sample rate ({f.samplerate} Hz)",
+                    code="invalid_ref_audio",
+                    field=field,
+                )
             frames = f.frames
             if frames / f.samplerate > max_seconds:
                 raise InvalidInputError(

@@ -15,6 +15,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -33,6 +34,7 @@ from .errors import (
 )
 from .observe import Metrics
 from .routers import openai, system, tts, voices
+from .security import APIKeyAuth, RateLimit, SendTimeout
 from .speech import SpeechService
 from .voices import VoiceLibrary
 from .voicestore import VoiceStore
@@ -90,7 +92,26 @@ def create_app(
     app.include_router(voices.router)
     app.include_router(system.router)
     _install_error_handlers(app)
+    app.state.streams = {}
+    # outermost last: RequestID → CORS → SendTimeout → BodyLimit → APIKeyAuth → RateLimit → app
+    if settings.rate_limit_per_minute:
+        app.add_middleware(RateLimit, per_minute=settings.rate_limit_per_minute)
+    keys = settings.load_api_keys()
+    if keys:
+        app.add_middleware(APIKeyAuth, keys=keys, protect_metrics=settings.metrics_require_key)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(SendTimeout, timeout=settings.send_timeout_s)
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["*"],
+            allow_headers=["*"],
+            expose_headers=[
+                "X-Request-ID", "X-Ignored-Fields", "X-Voice-Warning", "X-Sample-Rate",
+                "Retry-After",
+            ],
+        )  # fmt: skip
     app.add_middleware(RequestID)
     return app
 
@@ -131,6 +152,8 @@ def _install_error_handlers(app: FastAPI) -> None:
                 f"{request.method} is not allowed here", code="method_not_allowed"
             )
             err.status = 405
+        elif exc.status_code == 400:  # FastAPI could not parse the body (e.g. invalid UTF-8)
+            err = BadRequestError(f"unreadable body: {exc.detail}", code="invalid_json")
         elif exc.status_code < 500:
             err = BadRequestError(str(exc.detail), code="bad_request")
             err.status = exc.status_code

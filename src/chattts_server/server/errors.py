@@ -11,8 +11,10 @@ Every error response has OpenAI's shape ``{"error": {"message", "type", "param",
     ├── ConflictError           409 invalid_request_error — a voice of that name exists
     ├── PayloadTooLargeError    413 invalid_request_error
     ├── UnsupportedMediaError   415 invalid_request_error — body is not JSON
+    ├── RateLimitedError        429 rate_limit_error (+ Retry-After) — per-key rate or streams
     ├── OverloadedError         503 overloaded_error (+ Retry-After)
     ├── NotReadyError           503 service_unavailable (model still loading)
+    ├── DeadlineExceededError   504 timeout_error — the request's deadline passed
     └── InternalError           500 server_error (request id, no stack trace)
 """
 
@@ -86,6 +88,14 @@ class UnsupportedMediaError(APIError):
     status, type, code = 415, "invalid_request_error", "unsupported_media_type"
 
 
+class RateLimitedError(APIError):
+    status, type, code = 429, "rate_limit_error", "rate_limited"
+
+
+class DeadlineExceededError(APIError):
+    status, type, code = 504, "timeout_error", "deadline_exceeded"
+
+
 class OverloadedError(APIError):
     status, type, code = 503, "overloaded_error", "overloaded"
 
@@ -142,7 +152,10 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
         (406, "no audio format the client accepts"),
         (409, "a voice of that name exists"),
         (413, "body too large"),
+        (401, "missing or invalid API key (when keys are configured)"),
         (415, "body is not application/json"),
+        (429, "rate limit or concurrent-stream limit (Retry-After)"),
+        (504, "the request deadline (X-Request-Timeout) passed"),
         (500, "engine failure; the body carries the request id"),
         (503, "overloaded (Retry-After) or model not ready"),
     )

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import logging
+import ssl
 import sys
+from typing import Any
 
 from ..engine import ModelLoadError
 from ..settings import Settings
@@ -46,10 +48,29 @@ def run(args: argparse.Namespace) -> int:
             server.should_exit = True
 
     app = create_app(settings, engine, on_fatal=fatal)
-    config = uvicorn.Config(app, host=settings.host, port=settings.port, log_config=None)
+    config = uvicorn.Config(
+        app, host=settings.host, port=settings.port, log_config=None, **tls_options(settings)
+    )
     server = uvicorn.Server(config)
     server.run()
     return 1 if app.state.load_error else 0
+
+
+def tls_options(settings: Settings) -> dict[str, Any]:
+    """uvicorn's TLS options; with a client CA, clients without a certificate it signed are
+    refused at the handshake (mTLS)."""
+    if settings.tls_cert is None:
+        if settings.tls_key or settings.tls_client_ca:
+            raise SystemExit("chattts-server: --tls-key/--tls-client-ca need --tls-cert")
+        return {}
+    opts: dict[str, Any] = {
+        "ssl_certfile": str(settings.tls_cert),
+        "ssl_keyfile": str(settings.tls_key) if settings.tls_key else None,
+    }
+    if settings.tls_client_ca is not None:
+        opts["ssl_ca_certs"] = str(settings.tls_client_ca)
+        opts["ssl_cert_reqs"] = ssl.CERT_REQUIRED
+    return opts
 
 
 def _with_test_model(settings: Settings, size: str) -> Settings:

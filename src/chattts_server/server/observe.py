@@ -89,7 +89,9 @@ class RequestRecord:
                 "fields": {
                     "request_id": self.request_id,
                     "route": self.route,
-                    "text_hash": hashlib.sha256(self.text.encode()).hexdigest()[:16],
+                    "text_hash": hashlib.sha256(
+                        self.text.encode("utf-8", "surrogatepass")
+                    ).hexdigest()[:16],
                     "chars": len(self.text),
                     "voice": self.voice,
                     "format": self.format,

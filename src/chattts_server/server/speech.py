@@ -81,13 +81,14 @@ class SpeechService:
                 code="conflicting_voice",
                 param=voices[1],
             )
-        choice = await self.library.resolve(body.voice) if body.voice else VoiceChoice()
+        has_voice = body.voice is not None
+        choice = VoiceChoice() if body.voice is None else await self.library.resolve(body.voice)
         params = _with_defaults(body, choice.defaults)
         ref_audio = decode_b64(body.ref_audio, "ref_audio") if body.ref_audio is not None else None
         ext, ignored = self._extensions(body.extensions)
         request = SynthesisRequest(
             text=body.text,
-            seed=choice.seed if body.voice else body.seed,
+            seed=choice.seed if has_voice else body.seed,
             spk_emb=choice.spk_emb or body.spk_emb,
             ref_audio=ref_audio,
             ref_tokens=choice.ref_tokens,
@@ -145,9 +146,11 @@ class SpeechService:
 
     # --- responses ---------------------------------------------------------------------------
 
-    async def full(self, request: Request, plan: Plan, rec: RequestRecord) -> Response:
+    async def full(
+        self, request: Request, plan: Plan, rec: RequestRecord, timeout: float
+    ) -> Response:
         """The whole file, with an exact Content-Length."""
-        job = await self.worker.submit(plan.request)
+        job = await self.worker.submit(plan.request, timeout)
         watcher = asyncio.create_task(_cancel_on_disconnect(request, job))
         pcm: list[np.ndarray] = []
         try:

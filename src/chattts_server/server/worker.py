@@ -17,7 +17,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from ..engine import AudioChunk, Engine, Synthesis, SynthesisRequest
-from .errors import NotReadyError, OverloadedError
+from .errors import DeadlineExceededError, NotReadyError, OverloadedError
 from .observe import Metrics
 
 log = logging.getLogger(__name__)
@@ -33,6 +33,7 @@ class Job:
         self.synthesis = synthesis
         self.queue: asyncio.Queue[AudioChunk] = asyncio.Queue(maxsize=buffer)
         self.cancelled = False
+        self.expired = False
         self.error: BaseException | None = None
         self.future: asyncio.Future[None] | None = None
 
@@ -47,10 +48,17 @@ class Job:
         while not self.queue.empty():
             self.queue.get_nowait()
 
+    def expire(self) -> None:
+        """The request's deadline passed: stop, and report it as such."""
+        self.expired = True
+        self.cancel()
+
     async def __aiter__(self) -> AsyncIterator[AudioChunk]:
         assert self.future is not None
         while True:
             if self.queue.empty() and self.future.done():
+                if self.expired:
+                    raise DeadlineExceededError("the request deadline passed; synthesis stopped")
                 if self.error is not None:
                     raise self.error
                 return
@@ -95,7 +103,8 @@ class SynthesisWorker:
     def retry_after(self) -> int:
         return max(1, math.ceil(self._recent_seconds * max(1, self._admitted) / self.capacity))
 
-    async def submit(self, request: SynthesisRequest) -> Job:
+    async def submit(self, request: SynthesisRequest, timeout: float) -> Job:
+        """Admit ``request``; it is stopped (504) when ``timeout`` seconds pass."""
         if not self.engine.ready:
             raise NotReadyError("the model is still loading", headers={"Retry-After": "5"})
         if self._admitted >= self.capacity:
@@ -114,7 +123,13 @@ class SynthesisWorker:
         job = Job(synthesis, self.buffer_chunks)
         loop = asyncio.get_running_loop()
         job.future = loop.run_in_executor(self._executor, self._pump, job, loop)
-        job.future.add_done_callback(lambda _: self._release())
+        deadline = loop.call_later(timeout, job.expire)
+
+        def done(_: object) -> None:
+            deadline.cancel()
+            self._release()
+
+        job.future.add_done_callback(done)
         return job
 
     def _release(self) -> None:

@@ -9,8 +9,9 @@ from collections.abc import Awaitable, Callable
 from fastapi import Request
 from fastapi.responses import Response
 
-from ..errors import UnsupportedMediaError, translate
+from ..errors import BadRequestError, RateLimitedError, UnsupportedMediaError, translate
 from ..observe import RequestRecord
+from ..security import client_id
 from ..speech import Plan, SpeechService
 from ..worker import Job
 
@@ -39,23 +40,80 @@ async def respond(
     """Plan, admit and answer one request; the record is logged exactly once, at the end."""
     service: SpeechService = request.app.state.speech
     metrics = request.app.state.metrics
+    release = _no_op
     try:
+        timeout = _deadline(request)
         plan = make_plan()
         if inspect.isawaitable(plan):
             plan = await plan
         rec.format = rec.format or plan.format.value
         if streamer is None:
-            response = await service.full(request, plan, rec)
+            response = await service.full(request, plan, rec, timeout)
             rec.finish(metrics)
             return response
-        job = await service.worker.submit(plan.request)
+        release = _take_stream_slot(request)
+        job = await service.worker.submit(plan.request, timeout)
     except asyncio.CancelledError:  # the client went away
         rec.status, rec.http_status = "cancelled", 499
         rec.finish(metrics)
         raise
     except BaseException as exc:
+        release()
         if rec.status == "ok":
             rec.status, rec.http_status = "error", translate(exc).status
         rec.finish(metrics)
         raise
-    return streamer(job, plan, rec, lambda: rec.finish(metrics))
+
+    def finish() -> None:
+        release()
+        rec.finish(metrics)
+
+    return streamer(job, plan, rec, finish)
+
+
+def _no_op() -> None:
+    pass
+
+
+def _deadline(request: Request) -> float:
+    """``X-Request-Timeout`` (seconds), at most the server's ``request_timeout_s``."""
+    limit: float = request.app.state.settings.request_timeout_s
+    raw = request.headers.get("x-request-timeout")
+    if raw is None:
+        return limit
+    try:
+        value = float(raw)
+    except ValueError:
+        value = float("nan")
+    if not 0 < value <= limit:  # NaN fails too
+        raise BadRequestError(
+            f"X-Request-Timeout must be seconds in (0, {limit:g}]",
+            code="out_of_range",
+            param="X-Request-Timeout",
+        )
+    return value
+
+
+def _take_stream_slot(request: Request) -> Callable[[], None]:
+    """Count one open stream for the caller; 429 beyond ``max_streams_per_key``."""
+    limit: int = request.app.state.settings.max_streams_per_key
+    if not limit:
+        return _no_op
+    streams: dict[str, int] = request.app.state.streams
+    who = client_id(request.scope)
+    if streams.get(who, 0) >= limit:
+        raise RateLimitedError(
+            f"at most {limit} concurrent streams per key",
+            code="too_many_streams",
+            headers={"Retry-After": "1"},
+        )
+    streams[who] = streams.get(who, 0) + 1
+    done = False
+
+    def release() -> None:
+        nonlocal done
+        if not done:
+            done = True
+            streams[who] -= 1
+
+    return release

@@ -1,0 +1,126 @@
+"""Who may call, how often, and how long a send may block: pure ASGI middleware.
+
+- :class:`APIKeyAuth`: ``Authorization: Bearer <key>`` checked against the configured keys by
+  comparing sha256 digests in constant time; keys are never logged (only a digest prefix, the
+  ``client_id``). ``/healthz`` and ``/readyz`` stay open; ``/metrics`` is configurable.
+- :class:`RateLimit`: a token bucket per client (key, or address when auth is off) on ``/v1/``
+  routes: 429 + ``Retry-After``.
+- :class:`SendTimeout`: a client that stops reading for ``timeout`` seconds is cut off, so a stuck
+  client pins neither memory nor the worker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import math
+import time
+from collections.abc import Callable
+
+from fastapi.responses import JSONResponse
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from .errors import APIError, RateLimitedError, UnauthorizedError
+
+OPEN_PATHS = frozenset({"/healthz", "/readyz"})
+
+
+def _digest(key: str) -> bytes:
+    return hashlib.sha256(key.encode("utf-8")).digest()
+
+
+async def _reject(scope: Scope, receive: Receive, send: Send, err: APIError) -> None:
+    rid = scope.get("state", {}).get("request_id")
+    await JSONResponse(err.body(rid), err.status, headers=err.headers)(scope, receive, send)
+
+
+def client_id(scope: Scope) -> str:
+    """The caller's identity for limits: its key's digest prefix, else its address."""
+    state = scope.get("state", {})
+    if "client_id" in state:
+        return str(state["client_id"])
+    client = scope.get("client")
+    return f"addr:{client[0]}" if client else "addr:unknown"
+
+
+class APIKeyAuth:
+    def __init__(self, app: ASGIApp, keys: list[str], protect_metrics: bool) -> None:
+        self.app = app
+        self._digests = [_digest(k) for k in keys]
+        self._open = OPEN_PATHS if protect_metrics else OPEN_PATHS | {"/metrics"}
+
+    def identify(self, presented: str) -> str | None:
+        given = _digest(presented)
+        match = None
+        for digest in self._digests:  # no early exit: the time does not depend on which key
+            if hmac.compare_digest(given, digest):
+                match = digest
+        return f"key:{match.hex()[:12]}" if match is not None else None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] in self._open or scope["method"] == "OPTIONS":
+            await self.app(scope, receive, send)
+            return
+        header = dict(scope["headers"]).get(b"authorization", b"").decode("latin-1")
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            err = UnauthorizedError("send Authorization: Bearer <API key>", code="missing_api_key")
+        elif (cid := self.identify(token.strip())) is None:
+            err = UnauthorizedError("the API key is not valid", code="invalid_api_key")
+        else:
+            scope.setdefault("state", {})["client_id"] = cid
+            await self.app(scope, receive, send)
+            return
+        err.headers["WWW-Authenticate"] = "Bearer"
+        await _reject(scope, receive, send, err)
+
+
+class RateLimit:
+    def __init__(
+        self, app: ASGIApp, per_minute: int, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.app = app
+        self.rate = per_minute / 60.0
+        self.capacity = float(per_minute)
+        self.clock = clock
+        self._buckets: dict[str, tuple[float, float]] = {}  # client → (tokens, last time)
+
+    def take(self, client: str) -> float:
+        """0 when a request may go now, else the seconds until one may."""
+        now = self.clock()
+        tokens, last = self._buckets.get(client, (self.capacity, now))
+        tokens = min(self.capacity, tokens + (now - last) * self.rate)
+        if tokens >= 1:
+            self._buckets[client] = (tokens - 1, now)
+            return 0.0
+        self._buckets[client] = (tokens, now)
+        return (1 - tokens) / self.rate
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"].startswith("/v1/"):
+            wait = self.take(client_id(scope))
+            if wait:
+                err = RateLimitedError(
+                    f"rate limit of {round(self.capacity)} requests per minute",
+                    headers={"Retry-After": str(math.ceil(wait))},
+                )
+                await _reject(scope, receive, send, err)
+                return
+        await self.app(scope, receive, send)
+
+
+class SendTimeout:
+    def __init__(self, app: ASGIApp, timeout: float) -> None:
+        self.app = app
+        self.timeout = timeout
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def timed_send(message: Message) -> None:
+            await asyncio.wait_for(send(message), self.timeout)
+
+        await self.app(scope, receive, timed_send)
