@@ -73,6 +73,7 @@ def create_app(
         version="0.1.0",
         summary="ChatTTS over HTTP: native /v1/tts and OpenAI-compatible /v1/audio/speech",
         lifespan=lifespan,
+        redirect_slashes=False,  # an API answers, it does not redirect
     )
     app.state.settings = settings
     app.state.engine = engine

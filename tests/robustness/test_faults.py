@@ -1,0 +1,83 @@
+"""Faults: the engine failing mid-stream, and many disconnects in a row, measured."""
+
+from __future__ import annotations
+
+import gc
+import os
+import threading
+
+import httpx
+import psutil
+import pytest
+from conftest import LiveServer, wait_idle
+
+from chattts_server.engine import ChatTTSEngine
+
+LONG = {"text": " ".join(f"Bit {i}." for i in range(8)), "seed": 1,
+        "extensions": {"min_new_tokens": 48}}  # fmt: skip
+
+
+@pytest.fixture
+def failing_second_segment(engine: ChatTTSEngine, monkeypatch: pytest.MonkeyPatch) -> None:
+    original = engine._segment
+    calls = 0
+
+    def flaky(*args, **kwargs):  # type: ignore[no-untyped-def]
+        nonlocal calls
+        calls += 1
+        if calls == 2:
+            raise RuntimeError("boom")
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(engine, "_segment", flaky)
+
+
+@pytest.mark.usefixtures("failing_second_segment")
+def test_engine_failure_aborts_a_chunked_body(live: LiveServer) -> None:
+    wait_idle(live)
+    received = b""
+    with pytest.raises(httpx.RemoteProtocolError), httpx.Client(base_url=live.url) as c:  # noqa: PT012
+        with c.stream("POST", "/v1/tts", json={**LONG, "stream": True}, timeout=60) as r:
+            assert r.status_code == 200
+            for data in r.iter_bytes():
+                received += data
+    assert received[:4] == b"RIFF"  # some audio came, then the body was cut, never "completed"
+    with httpx.Client(base_url=live.url, timeout=60) as c:  # and the server keeps serving
+        assert c.post("/v1/tts", json={"text": "Fine.", "seed": 1}).status_code == 200
+
+
+def _resources() -> tuple[int, int, int]:
+    gc.collect()
+    proc = psutil.Process(os.getpid())
+    return threading.active_count(), proc.num_fds(), proc.memory_info().rss
+
+
+MANY = {"text": " ".join(f"Bit {i}." for i in range(40)), "seed": 1,
+        "extensions": {"min_new_tokens": 8, "max_new_tokens": 8}}  # fmt: skip
+
+
+def test_200_disconnects_leave_no_growth(live: LiveServer) -> None:
+    """Bounds: threads and fds back to where they were (±2), RSS growth under 64 MB."""
+    with httpx.Client(base_url=live.url, timeout=60) as c:  # warm every path once
+        c.post("/v1/tts", json={"text": "Warm.", "seed": 1})
+    wait_idle(live)
+    threads0, fds0, rss0 = _resources()
+    for i in range(200):
+        with httpx.Client(base_url=live.url, timeout=60) as c:
+            mode = i % 2
+            req = c.build_request(
+                "POST", "/v1/tts?stream=true", json=MANY,
+                headers={"Accept": "text/event-stream"} if mode else {},
+            )  # fmt: skip
+            resp = c.send(req, stream=True)
+            it = resp.iter_bytes()
+            next(it)  # first bytes arrived: the synthesis is running
+            del it
+            resp.close()
+    wait_idle(live, timeout=30)
+    threads1, fds1, rss1 = _resources()
+    growth_mb = (rss1 - rss0) / 2**20
+    print(f"threads {threads0}->{threads1}, fds {fds0}->{fds1}, rss +{growth_mb:.1f} MB")
+    assert threads1 <= threads0 + 2
+    assert fds1 <= fds0 + 2
+    assert growth_mb < 64
