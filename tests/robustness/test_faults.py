@@ -9,9 +9,9 @@ import threading
 import httpx
 import psutil
 import pytest
-from conftest import LiveServer, wait_idle
 
 from chattts_server.engine import ChatTTSEngine
+from conftest import LiveServer, wait_idle
 
 LONG = {"text": " ".join(f"Bit {i}." for i in range(8)), "seed": 1,
         "extensions": {"min_new_tokens": 48}}  # fmt: skip
@@ -36,11 +36,14 @@ def failing_second_segment(engine: ChatTTSEngine, monkeypatch: pytest.MonkeyPatc
 def test_engine_failure_aborts_a_chunked_body(live: LiveServer) -> None:
     wait_idle(live)
     received = b""
-    with pytest.raises(httpx.RemoteProtocolError), httpx.Client(base_url=live.url) as c:  # noqa: PT012
-        with c.stream("POST", "/v1/tts", json={**LONG, "stream": True}, timeout=60) as r:
-            assert r.status_code == 200
-            for data in r.iter_bytes():
-                received += data
+    with (
+        pytest.raises(httpx.RemoteProtocolError),
+        httpx.Client(base_url=live.url) as c,
+        c.stream("POST", "/v1/tts", json={**LONG, "stream": True}, timeout=60) as r,
+    ):
+        assert r.status_code == 200
+        for data in r.iter_bytes():
+            received += data
     assert received[:4] == b"RIFF"  # some audio came, then the body was cut, never "completed"
     with httpx.Client(base_url=live.url, timeout=60) as c:  # and the server keeps serving
         assert c.post("/v1/tts", json={"text": "Fine.", "seed": 1}).status_code == 200
@@ -81,3 +84,44 @@ def test_200_disconnects_leave_no_growth(live: LiveServer) -> None:
     assert threads1 <= threads0 + 2
     assert fds1 <= fds0 + 2
     assert growth_mb < 64
+
+
+def test_a_client_that_stops_reading_is_cut_and_frees_the_worker(engine, caplog) -> None:  # type: ignore[no-untyped-def]
+    """A tiny receive window makes the server's sends block; after send_timeout_s the
+    connection is cut, the synthesis cancelled, and the worker takes the next request."""
+    import json
+    import socket
+    import time
+
+    from chattts_server.server import create_app
+    from conftest import make_settings
+
+    caplog.set_level("INFO", logger="chattts_server.request")
+    app = create_app(make_settings(send_timeout_s=1.0), engine)
+    with LiveServer(app) as srv:
+        host, port = srv.url.removeprefix("http://").split(":")
+        big = {**MANY, "extensions": {"min_new_tokens": 48, "max_new_tokens": 48}}  # ~4 MB
+        body = json.dumps({**big, "sample_rate": 48000, "format": "pcm", "stream": True})
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.connect((host, int(port)))
+        sock.sendall(
+            f"POST /v1/tts HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n{body}".encode()
+        )
+        sock.recv(1024)  # the response started; from now on we never read
+        started = time.monotonic()
+        deadline = started + 30
+        while app.state.worker.depth:
+            assert time.monotonic() < deadline, "worker still held by a client that stopped reading"
+            time.sleep(0.05)
+        freed_after = time.monotonic() - started
+        sock.close()
+        print(f"worker freed {freed_after:.1f}s after the client stopped reading")
+        while not (lines := [r.fields for r in caplog.records if hasattr(r, "fields")]):
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        assert lines[-1]["status"] in ("cancelled", "error")
+        assert lines[-1]["audio_duration_ms"] < 40 * 48 * 512 * 1000 // 24000  # not all of it
+        with httpx.Client(base_url=srv.url, timeout=60) as c:
+            assert c.post("/v1/tts", json={"text": "Next.", "seed": 1}).status_code == 200

@@ -11,12 +11,12 @@ from typing import Any
 
 import httpx
 import pytest
-from conftest import LiveServer, make_settings
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from chattts_server.engine import ChatTTSEngine, EngineConfig
 from chattts_server.server import create_app
+from conftest import LiveServer, make_settings
 
 CASES = 200
 AUDIO_TYPES = ("audio/", "text/event-stream")

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from conftest import LiveServer, make_settings
-
 from bench.load import run
+
 from chattts_server.server import create_app
+from conftest import LiveServer, make_settings
 
 
 def test_short_load(engine) -> None:  # type: ignore[no-untyped-def]

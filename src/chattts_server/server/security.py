@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
+import logging
 import math
 import time
 from collections.abc import Callable
@@ -23,6 +24,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .errors import APIError, RateLimitedError, UnauthorizedError
 
+log = logging.getLogger(__name__)
 OPEN_PATHS = frozenset({"/healthz", "/readyz"})
 
 
@@ -120,7 +122,19 @@ class SendTimeout:
             await self.app(scope, receive, send)
             return
 
-        async def timed_send(message: Message) -> None:
-            await asyncio.wait_for(send(message), self.timeout)
+        stalled = False
 
-        await self.app(scope, receive, timed_send)
+        async def timed_send(message: Message) -> None:
+            nonlocal stalled
+            try:
+                await asyncio.wait_for(send(message), self.timeout)
+            except TimeoutError:
+                stalled = True
+                raise
+
+        try:
+            await self.app(scope, receive, timed_send)
+        except TimeoutError:
+            if not stalled:
+                raise
+            log.warning("client stopped reading for %.0fs: connection cut", self.timeout)

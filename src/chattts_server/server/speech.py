@@ -7,13 +7,15 @@ import asyncio
 import base64
 import json
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from contextlib import aclosing
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 from fastapi import Request
 from fastapi.responses import Response, StreamingResponse
+from starlette.types import Receive, Scope, Send
 
 from ..audio import AudioFormat, Encoder, check_sample_rate, create_encoder, negotiate
 from ..engine import (
@@ -177,14 +179,15 @@ class SpeechService:
 
         async def body() -> AsyncIterator[bytes]:
             enc = self._encoder(plan)
-            async for data in self._drive(job, rec, finish, on_chunk=lambda c: enc.encode(c)):
-                if data:
-                    yield data
+            async with aclosing(self._drive(job, rec, finish, enc.encode)) as events:
+                async for data in events:
+                    if data:
+                        yield data
             tail = enc.flush()
             if tail:
                 yield tail
 
-        return StreamingResponse(
+        return ClosingStreamingResponse(
             body(), media_type=plan.content_type, headers=self._headers(plan, job)
         )
 
@@ -258,9 +261,10 @@ class SpeechService:
     ) -> StreamingResponse:
         async def body() -> AsyncIterator[str]:
             try:
-                async for event in self._drive(job, rec, finish, on_chunk, keepalive=True):
-                    if event:
-                        yield event
+                async with aclosing(self._drive(job, rec, finish, on_chunk, True)) as events:
+                    async for event in events:
+                        if event:
+                            yield event
                 yield done()
             except _StreamFailed as failed:
                 payload = json.dumps(failed.api.body(rec.request_id))
@@ -268,7 +272,7 @@ class SpeechService:
 
         headers = {**self._headers(plan, job), "Cache-Control": "no-cache",
                    "X-Accel-Buffering": "no"}  # fmt: skip
-        return StreamingResponse(body(), media_type="text/event-stream", headers=headers)
+        return ClosingStreamingResponse(body(), media_type="text/event-stream", headers=headers)
 
     async def _drive(
         self,
@@ -277,7 +281,7 @@ class SpeechService:
         finish: Callable[[], None],
         on_chunk: Callable[[np.ndarray], Any],
         keepalive: bool = False,
-    ) -> AsyncIterator[Any]:
+    ) -> AsyncGenerator[Any, None]:
         """Pull chunks from ``job``; cancel it when the client goes; log once at the end."""
         it = aiter(job)
         nxt: asyncio.Future[Any] | None = None
@@ -324,6 +328,19 @@ class SpeechService:
         if plan.warning:
             headers["X-Voice-Warning"] = plan.warning
         return headers
+
+
+class ClosingStreamingResponse(StreamingResponse):
+    """Closes its body iterator however the response ends — also when a send fails or times
+    out — so the synthesis is cancelled and the request logged at once, not at GC time."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            close = getattr(self.body_iterator, "aclose", None)
+            if close is not None:
+                await close()
 
 
 class _StreamFailed(Exception):

@@ -1,0 +1,198 @@
+"""Every error the SDK raises::
+
+    ChatTTSError                      (message, status, code, param, request_id)
+    ├── TransportError                no HTTP answer
+    │   ├── ConnectError              could not connect, or the connection dropped
+    │   └── TimeoutError              connect / read timeout, or the call's deadline
+    ├── APIStatusError                the server answered with an error status (+ type)
+    │   ├── BadRequestError           400 (also 405)
+    │   ├── AuthenticationError       401
+    │   ├── NotFoundError             404 — unknown voice or route
+    │   ├── NotAcceptableError        406
+    │   ├── PayloadTooLargeError      413
+    │   ├── UnsupportedMediaTypeError 415
+    │   ├── RateLimitError            429 (retried)
+    │   ├── InternalServerError       500 and any other 5xx without a class of its own
+    │   └── ServiceUnavailableError   503 (retried; ``retry_after``)
+    ├── CircuitOpenError              failing fast: the server failed too often lately
+    ├── ProtocolError                 the answer does not follow the protocol
+    ├── StreamInterruptedError        a stream ended early, after audio was delivered
+    └── StreamError                   the server sent ``event: error`` mid-stream
+
+``status``, ``code`` and ``param`` are ``None`` where they do not apply; ``request_id`` is the id
+the server logged (the one the client sent in ``X-Request-ID``).
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "APIStatusError",
+    "AuthenticationError",
+    "BadRequestError",
+    "ChatTTSError",
+    "CircuitOpenError",
+    "ConnectError",
+    "InternalServerError",
+    "NotAcceptableError",
+    "NotFoundError",
+    "PayloadTooLargeError",
+    "ProtocolError",
+    "RateLimitError",
+    "ServiceUnavailableError",
+    "StreamError",
+    "StreamInterruptedError",
+    "TimeoutError",
+    "TransportError",
+    "UnsupportedMediaTypeError",
+]
+
+
+class ChatTTSError(Exception):
+    """Base of every SDK error."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        code: str | None = None,
+        param: str | None = None,
+        request_id: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status = status
+        self.code = code
+        self.param = param
+        self.request_id = request_id
+
+    def __str__(self) -> str:
+        details = [f"{k}={v}" for k, v in (("code", self.code), ("param", self.param)) if v]
+        if self.status is not None:
+            details.insert(0, f"status={self.status}")
+        return f"{self.message} ({', '.join(details)})" if details else self.message
+
+
+class TransportError(ChatTTSError):
+    """No HTTP answer came back."""
+
+
+class ConnectError(TransportError):
+    """Connecting failed, or the server closed the connection before answering."""
+
+
+class TimeoutError(TransportError):  # shadows the builtin inside this package, as httpx does
+    """A connect or read timeout, or the call's total deadline, passed."""
+
+
+class APIStatusError(ChatTTSError):
+    """The server answered with an error status.
+
+    Attributes:
+        type: The error body's ``type`` (``invalid_request_error``, ``overloaded_error``, …).
+        retry_after: The ``Retry-After`` header in seconds, when the server sent one.
+    """
+
+    status: int
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int,
+        type: str | None = None,
+        code: str | None = None,
+        param: str | None = None,
+        request_id: str | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(message, status=status, code=code, param=param, request_id=request_id)
+        self.type = type
+        self.retry_after = retry_after
+
+
+class BadRequestError(APIStatusError):
+    """400: the request is invalid; ``param`` names the field."""
+
+
+class AuthenticationError(APIStatusError):
+    """401."""
+
+
+class NotFoundError(APIStatusError):
+    """404: an unknown voice (``code="voice_not_found"``) or route."""
+
+
+class NotAcceptableError(APIStatusError):
+    """406: no audio format the request accepts."""
+
+
+class PayloadTooLargeError(APIStatusError):
+    """413: the request body is too large (a long reference clip, say)."""
+
+
+class UnsupportedMediaTypeError(APIStatusError):
+    """415."""
+
+
+class RateLimitError(APIStatusError):
+    """429: retried, honouring ``retry_after``."""
+
+
+class InternalServerError(APIStatusError):
+    """500 (synthesis failed) or another 5xx. Not retried."""
+
+
+class ServiceUnavailableError(APIStatusError):
+    """503: overloaded or the model is still loading; retried, honouring ``retry_after``."""
+
+
+class CircuitOpenError(ChatTTSError):
+    """Raised without calling the server while the circuit breaker is open.
+
+    Attributes:
+        retry_in: Seconds until the breaker lets a trial request through.
+    """
+
+    def __init__(self, message: str, *, retry_in: float) -> None:
+        super().__init__(message)
+        self.retry_in = retry_in
+
+
+class ProtocolError(ChatTTSError):
+    """The server's answer does not follow the protocol (content type, event payload)."""
+
+
+class _StreamEnded(ChatTTSError):
+    def __init__(
+        self,
+        message: str,
+        *,
+        bytes_received: int,
+        chunks_received: int,
+        type: str | None = None,
+        code: str | None = None,
+        param: str | None = None,
+        request_id: str | None = None,
+    ) -> None:
+        super().__init__(message, code=code, param=param, request_id=request_id)
+        self.type = type
+        self.bytes_received = bytes_received
+        self.chunks_received = chunks_received
+
+
+class StreamInterruptedError(_StreamEnded):
+    """A stream stopped before its ``done`` event: the audio received is truncated.
+
+    Never retried once audio was delivered (a retry would repeat it). ``__cause__`` holds the
+    transport error, if one caused it.
+
+    Attributes:
+        bytes_received: PCM bytes delivered before the cut.
+        chunks_received: Audio chunks delivered before the cut.
+    """
+
+
+class StreamError(_StreamEnded):
+    """The server reported a failure mid-stream (``event: error``); ``type``, ``code`` and
+    ``param`` are from its error body. Carries ``bytes_received`` and ``chunks_received`` too."""
