@@ -127,3 +127,19 @@ def test_seed_voice_and_builtin_voice(http: httpx.Client) -> None:
 def test_pcm_roundtrip_helper_sanity() -> None:
     x = np.array([0, 1000, -1000], np.int16)
     assert np.array_equal(float_to_int16(int16_to_float(x)), x)
+
+
+def test_full_response_reports_its_duration(http: httpx.Client, reference: np.ndarray) -> None:
+    r = http.post("/v1/tts", json={**BODY, "format": "mp3"})
+    assert int(r.headers["x-audio-duration-ms"]) == round(reference.size / 24)
+
+
+def test_sse_ignores_and_lists_an_audio_format(http: httpx.Client, reference: np.ndarray) -> None:
+    r = http.post(
+        "/v1/tts?stream=true",
+        json={**BODY, "format": "opus", "sample_rate": 44100},
+        headers={"Accept": "text/event-stream"},
+    )
+    assert r.status_code == 200 and r.headers["x-ignored-fields"] == "format"
+    audio = [e for n, e in parse_sse(r.text) if n == "audio"]
+    assert audio and all(a["sample_rate"] == 44100 for a in audio)

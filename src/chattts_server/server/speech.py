@@ -74,7 +74,8 @@ class SpeechService:
 
     # --- request building --------------------------------------------------------------------
 
-    async def plan_tts(self, body: TTSRequest, accept: str | None) -> Plan:
+    async def plan_tts(self, body: TTSRequest, accept: str | None, sse: bool = False) -> Plan:
+        """``sse``: the audio goes out as PCM events, so ``format`` is ignored (and listed)."""
         sources = ("voice", "seed", "spk_emb", "ref_audio")
         voices = [n for n in sources if getattr(body, n) is not None]
         if len(voices) > 1:
@@ -102,7 +103,11 @@ class SpeechService:
             **params,
             **ext,
         )
-        return self._plan(request, body.format, accept, body.sample_rate, ignored, choice.warning)
+        fmt = body.format
+        if sse:
+            ignored += ("format",) if fmt not in (None, "pcm") else ()
+            fmt, accept = "pcm", None
+        return self._plan(request, fmt, accept, body.sample_rate, ignored, choice.warning)
 
     async def plan_speech(self, body: SpeechRequest) -> Plan:
         choice = await self.library.resolve(body.voice)
@@ -144,7 +149,7 @@ class SpeechService:
                     f"extensions.{key} must be an integer", code="invalid_type",
                     param=f"extensions.{key}",
                 )  # fmt: skip
-        return known, tuple(sorted(k for k in ext if k not in KNOWN_EXTENSIONS))
+        return known, tuple(sorted(f"extensions.{k}" for k in ext if k not in KNOWN_EXTENSIONS))
 
     # --- responses ---------------------------------------------------------------------------
 
@@ -170,7 +175,9 @@ class SpeechService:
         rec.audio_seconds = audio.size / self.engine_rate
         enc = self._encoder(plan, total=audio.size)
         data = enc.encode(audio) + enc.flush()
-        return Response(data, media_type=plan.content_type, headers=self._headers(plan, job))
+        ms = round(audio.size * 1000 / self.engine_rate)
+        headers = {**self._headers(plan, job), "X-Audio-Duration-Ms": str(ms)}
+        return Response(data, media_type=plan.content_type, headers=headers)
 
     def chunked(
         self, job: Job, plan: Plan, rec: RequestRecord, finish: Callable[[], None]
@@ -324,7 +331,7 @@ class SpeechService:
     def _headers(plan: Plan, job: Job) -> dict[str, str]:
         headers = {"X-Sample-Rate": str(plan.sample_rate)}
         if plan.ignored:
-            headers["X-Ignored-Fields"] = ",".join(f"extensions.{k}" for k in plan.ignored)
+            headers["X-Ignored-Fields"] = ",".join(plan.ignored)
         if plan.warning:
             headers["X-Voice-Warning"] = plan.warning
         return headers

@@ -46,6 +46,4 @@ async def tts(
     streamer = None
     if rec.stream:
         streamer = service.sse_native if sse else service.chunked
-    return await respond(
-        request, rec, lambda: service.plan_tts(body, None if sse else accept), streamer
-    )
+    return await respond(request, rec, lambda: service.plan_tts(body, accept, sse), streamer)
