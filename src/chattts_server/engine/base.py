@@ -50,6 +50,7 @@ class SynthesisRequest:
     manual_seed: int | None = None
     max_new_tokens: int | None = None  # per segment; at most the engine's limit
     min_new_tokens: int = 0  # forces a length (benchmarks: random weights rarely stop)
+    incremental: bool = False  # stream within a segment: audio every few GPT steps
 
 
 @dataclass(frozen=True)

@@ -14,9 +14,9 @@ import secrets
 import threading
 import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -38,6 +38,7 @@ from .errors import (
     SynthesisError,
 )
 from .loader import resolve
+from .stream import WindowDecoder
 from .testmodel import build_config
 from .voices import (
     Voice,
@@ -68,6 +69,14 @@ class EngineConfig:
     max_ref_audio_bytes: int = 10 * 1024 * 1024
     max_ref_audio_seconds: float = 30.0
     warmup: bool = True
+    # incremental streaming (requests with ``incremental=True``), in GPT steps of 512 samples
+    stream_step_tokens: int = 4  # how often the GPT hands over its hidden states
+    stream_first_tokens: int = 4  # first audio after first + lookahead steps
+    stream_chunk_tokens: int = 16
+    stream_context_tokens: int = 24
+    stream_lookahead_tokens: int = 8
+    precompute_weight_norm: bool = True  # ChatTTS recomputes its heads' weight norm every step
+    gpt_dtype: Literal["float32", "bfloat16"] = "float32"
 
 
 class _RequestContext:
@@ -165,6 +174,12 @@ class ChatTTSEngine:
             ) from exc
         if not ok:
             raise ModelLoadError(f"ChatTTS did not finish loading {resolved.root}")
+        if self.config.precompute_weight_norm:
+            _freeze_weight_norm(chat)
+        if self.config.gpt_dtype == "bfloat16":
+            import torch
+
+            chat.gpt.gpt.to(torch.bfloat16)
         self._register_normalizers(chat)
         self._chat, self._model, self._device = chat, resolved.info, str(device)
         if self.config.warmup:
@@ -329,13 +344,27 @@ class ChatTTSEngine:
             for i, segment in enumerate(p.segments):
                 if token.cancelled:
                     break
+                pieces = None
                 try:
-                    wav, tokens = self._segment(chat, p, segment.text, spk_smp, txt_smp)
+                    pieces = self._segment(chat, p, segment.text, spk_smp, txt_smp)
+                    while True:
+                        try:
+                            wav = next(pieces)
+                        except StopIteration as end:
+                            tokens = int(end.value)
+                            break
+                        if token.cancelled:
+                            break
+                        stats.samples += wav.size
+                        yield AudioChunk(wav, i, n, "speech")
                 except Exception as exc:
                     if token.cancelled:
                         break
                     log.exception("synthesis failed in segment %d", i)
                     raise SynthesisError(f"the model failed: {type(exc).__name__}") from exc
+                finally:
+                    if pieces is not None:
+                        pieces.close()
                 if token.cancelled:
                     break
                 stats.tokens.append(tokens)
@@ -343,9 +372,6 @@ class ChatTTSEngine:
                     log.warning("segment %d stopped at the token limit (%d)", i, tokens)
                     stats.truncated_segments.append(i)
                 stats.segments_done += 1
-                if wav.size:
-                    stats.samples += wav.size
-                    yield AudioChunk(wav, i, n, "speech")
                 if segment.pause_after_ms:
                     silence = np.zeros(SAMPLE_RATE * segment.pause_after_ms // 1000, np.float32)
                     stats.samples += silence.size
@@ -356,10 +382,11 @@ class ChatTTSEngine:
 
     def _segment(
         self, chat: Any, p: _Prepared, text: str, spk_smp: str | None, txt_smp: str | None
-    ) -> tuple[np.ndarray, int]:
+    ) -> Generator[np.ndarray, None, int]:
+        """Yield the segment's audio (whole, or in pieces when incremental); return its tokens."""
         import ChatTTS
 
-        r = p.request
+        r, cfg = p.request, self.config
         if r.refine_text:
             text = self._refine(chat, text, r)
         params = ChatTTS.Chat.InferCodeParams(
@@ -374,13 +401,24 @@ class ChatTTSEngine:
             min_new_token=r.min_new_tokens,
             manual_seed=r.manual_seed,
             show_tqdm=False,
+            stream_batch=cfg.stream_step_tokens,
         )
-        result = next(iter(chat._infer_code([text], False, chat.device, True, params)))
-        tokens = int(result.ids[0].shape[0])
-        if tokens == 0:
-            return np.zeros(0, np.float32), 0
-        wav = chat._decode_to_wavs(result.hiddens, True)
-        return np.ascontiguousarray(wav[0], dtype=np.float32), tokens
+        decoder = WindowDecoder(
+            lambda hidden: chat._decode_to_wavs([hidden], True)[0],
+            first=cfg.stream_first_tokens,
+            chunk=cfg.stream_chunk_tokens,
+            context=cfg.stream_context_tokens,
+            lookahead=cfg.stream_lookahead_tokens,
+        )
+        hidden = None
+        for result in chat._infer_code([text], r.incremental, chat.device, True, params):
+            hidden = result.hiddens[0]
+            if r.incremental:
+                yield from decoder.push(hidden)
+        if hidden is None or hidden.shape[0] == 0:
+            return 0
+        yield from decoder.push(hidden, final=True)
+        return int(hidden.shape[0])
 
     def _refine(self, chat: Any, text: str, r: SynthesisRequest) -> str:
         import ChatTTS
@@ -425,6 +463,17 @@ class ChatTTSEngine:
             for _ in self.synthesize(req):
                 pass
         log.info("warm-up done in %.2fs", time.perf_counter() - started)
+
+
+def _freeze_weight_norm(chat: Any) -> None:
+    """Compute the output heads' weight-normed weights once instead of on every GPT step.
+
+    Same values bit for bit: the parametrization's own function is evaluated once and kept."""
+    import torch.nn.utils.parametrize as P
+
+    for head in (*chat.embed.head_code, chat.embed.head_text):
+        if P.is_parametrized(head, "weight"):
+            P.remove_parametrizations(head, "weight", leave_parametrized=True)
 
 
 def _check_number(value: object, field: str, lo: float, hi: float) -> float:

@@ -205,20 +205,22 @@ class SpeechService:
         pcm = create_encoder("pcm", plan.sample_rate, self.engine_rate)
         seq = 0
 
-        def on_chunk(chunk: np.ndarray) -> str:
-            nonlocal seq
-            data = pcm.encode(chunk)
-            event = AudioEvent(seq=seq, sample_rate=plan.sample_rate, audio=_b64e(data))
-            seq += 1
+        def progress() -> str:
             stats = job.stats
-            progress = ProgressEvent(
+            event = ProgressEvent(
                 sentences_done=stats.segments_done,
                 sentences_total=stats.segments,
                 audio_ms=round(rec.audio_seconds * 1000),
             )
-            return _sse(event.model_dump_json(), "audio") + _sse(
-                progress.model_dump_json(), "progress"
+            return _sse(event.model_dump_json(), "progress")
+
+        def on_chunk(chunk: np.ndarray) -> str:
+            nonlocal seq
+            event = AudioEvent(
+                seq=seq, sample_rate=plan.sample_rate, audio=_b64e(pcm.encode(chunk))
             )
+            seq += 1
+            return _sse(event.model_dump_json(), "audio") + progress()
 
         def done() -> str:
             event = DoneEvent(
@@ -228,7 +230,7 @@ class SpeechService:
                 time_to_first_audio_ms=rec.ttfa_ms,
                 finish_reason=job.stats.finish_reason,
             )
-            return _sse(event.model_dump_json(), "done")
+            return progress() + _sse(event.model_dump_json(), "done")
 
         return self._sse_response(job, plan, rec, finish, on_chunk, done, error_event="error")
 

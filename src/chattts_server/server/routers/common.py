@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 
 from fastapi import Request
 from fastapi.responses import Response
@@ -52,6 +53,7 @@ async def respond(
             rec.finish(metrics)
             return response
         release = _take_stream_slot(request)
+        plan = replace(plan, request=replace(plan.request, incremental=True))
         job = await service.worker.submit(plan.request, timeout)
     except asyncio.CancelledError:  # the client went away
         rec.status, rec.http_status = "cancelled", 499
