@@ -151,9 +151,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tls-client-ca", type=Path, help="require client certs signed by this CA")
     p.set_defaults(func=_serve)
 
-    from .client.cli import add_say_parser
+    from .client.cli import add_say_parser, add_voices_parser
 
     add_say_parser(sub)
+    add_voices_parser(sub)
 
     p = sub.add_parser("certs", help="create a development CA, server and client certificate")
     p.add_argument("dir", type=Path)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
+import operator
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
@@ -114,8 +115,9 @@ def sse(pieces: list[bytes], fail: type[Exception] | None = None) -> httpx.Respo
 
 
 async def call(client: Client | AsyncClient, method: str, *args: Any, **kwargs: Any) -> Any:
-    """Call ``method`` on either client: awaited for the async one."""
-    result = getattr(client, method)(*args, **kwargs)
+    """Call ``method`` (a dotted name: ``"voices.list"``) on either client: awaited for the
+    async one."""
+    result = operator.attrgetter(method)(client)(*args, **kwargs)
     return await result if isinstance(client, AsyncClient) else result
 
 

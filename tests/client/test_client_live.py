@@ -85,7 +85,7 @@ def test_sync_stream_to_writes_a_valid_wav(sync_client: Client, tmp_path: Path) 
 
 
 def test_sync_voices_health_and_errors(sync_client: Client) -> None:
-    voices = {v.id: v for v in sync_client.voices()}
+    voices = {v.id: v for v in sync_client.voices.list()}
     assert voices["alloy"].kind == "builtin" and voices["alloy"].seed == 1001
     health = sync_client.health()
     assert health.ready and health.status == "ready" and health.model is not None
@@ -161,7 +161,7 @@ async def test_async_synthesize_stream_and_stream_to(asgi_app: object) -> None:
 
 
 async def test_async_voices_health_and_errors(async_client: AsyncClient) -> None:
-    assert "echo" in {v.id for v in await async_client.voices()}
+    assert "echo" in {v.id for v in await async_client.voices.list()}
     health = await async_client.health()
     assert health.ready and health.model is not None and health.model["test_model"] is True
     with pytest.raises(BadRequestError) as info:

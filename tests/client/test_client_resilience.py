@@ -111,7 +111,7 @@ async def test_retries_exhausted_raise_the_sdk_error(
 ) -> None:
     script = Script(failure, failure, failure)
     with pytest.raises(raised) as info:
-        await call(make_client(script), "voices")
+        await call(make_client(script), "voices.list")
     assert isinstance(info.value.__cause__, failure)
     assert info.value.request_id == script.request_ids[0]
     assert len(script.requests) == 3
@@ -159,7 +159,7 @@ async def test_a_gateway_502_is_retried(make_client: MakeClient) -> None:
 async def test_a_non_json_error_body_still_maps_to_its_status(make_client: MakeClient) -> None:
     script = Script(httpx.Response(500, text="upstream exploded"))
     with pytest.raises(InternalServerError, match="HTTP 500: upstream exploded") as info:
-        await call(make_client(script), "voices")
+        await call(make_client(script), "voices.list")
     assert info.value.code is None and info.value.request_id == script.request_ids[0]
 
 
@@ -205,7 +205,7 @@ async def test_breaker_opens_fails_fast_then_half_opens(
             await call(client, "synthesize", "hi")
     assert client.breaker.state == "open"
     with pytest.raises(CircuitOpenError) as info:
-        await call(client, "voices")
+        await call(client, "voices.list")
     assert info.value.retry_in == 10.0 and len(script.requests) == 2  # nothing sent
     clock.now += 10
     with pytest.raises(ServiceUnavailableError):  # the trial fails: open again

@@ -147,3 +147,18 @@ def test_export_import_and_model_warning(http: httpx.Client) -> None:
     bad = [{**mine[0], "name": "../x"}]
     r = http.post("/v1/voices/import", json={**exported, "voices": bad})
     assert r.status_code == 400 and r.json()["error"]["param"] == "voices.0.name"
+
+
+def test_reserved_route_names_and_typed_imports(http: httpx.Client) -> None:
+    for reserved in ("export", "import"):
+        r = http.post("/v1/voices", json={"name": reserved, "seed": 1})
+        assert r.status_code == 409 and r.json()["error"]["code"] == "voice_exists"
+    doc = {"format": "chattts-server-voices", "version": 1}
+    good = {"name": "typed-ok", "kind": "seed", "model_fingerprint": "x", "seed": 1,
+            "spk_emb": "abc"}  # fmt: skip
+    for field, value in (("seed", "not-a-number"), ("created_at", "yesterday"), ("kind", "x"),
+                         ("defaults", {"speed": 9})):  # fmt: skip
+        r = http.post("/v1/voices/import", json={**doc, "voices": [{**good, field: value}]})
+        assert r.status_code == 400, r.text
+        assert r.json()["error"]["param"].startswith(f"voices.0.{field}")
+    assert http.get("/v1/voices").status_code == 200  # nothing half-imported broke the list

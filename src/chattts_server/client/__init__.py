@@ -5,7 +5,9 @@ Usage::
 
     from chattts_server.client import AsyncClient, AudioChunk, ChatTTSError, Client
 
-    with Client("http://localhost:9700", timeout=60, fallback="sorry.wav") as tts:
+    with Client("https://tts.internal:9700", timeout=60, fallback="sorry.wav",
+                api_key=os.environ["CHATTTS_SERVER_API_KEY"],   # Authorization: Bearer …
+                ca="ca.pem", cert="client.pem", key="client-key.pem") as tts:   # TLS, mTLS
         audio = tts.synthesize("Hello there.", voice="alloy", format="mp3")
         audio.save("hello.mp3")            # audio.fallback is True if the server was down
 
@@ -20,28 +22,44 @@ Usage::
         except ChatTTSError as exc:        # NotFoundError: exc.code == "voice_not_found"
             print(exc.status, exc.code, exc.param, exc.request_id)
 
+        # the voice library: a saved voice sounds the same on every call, by name
+        tts.voices.create("narrator", seed=42, language="en", defaults={"speed": 0.9})
+        tts.voices.create("me", ref_audio=Path("me.wav").read_bytes(), ref_text="Hello.")
+        tts.synthesize("Chapter one.", voice="narrator").save("ch1.wav")
+        tts.voices.update("narrator", description="calm, slow")
+        tts.voices.sample("narrator").save("preview.wav")
+        print([v.id for v in tts.voices.list()])   # alloy, …, narrator, me
+        tts.voices.delete("me")            # creating a taken name: ConflictError (409)
+        backup = tts.voices.export()       # a JSON-ready dict; on another server:
+        result = other.voices.import_(backup)   # result.imported, result.skipped
+
     async with AsyncClient() as tts:       # the same calls, awaited
         audio = await tts.synthesize("Hi.")
         async for event in tts.stream("Hi."):
             ...
+        voices = await tts.voices.list()
 
 Calls retry 429 / 503 (honouring ``Retry-After``), 502 / 504, connection failures and
 timeouts, with exponential backoff and full jitter, sending one ``X-Request-ID`` across the
-attempts. A stream is never retried once part of it was delivered: it raises
-:class:`StreamInterruptedError` instead. After ``breaker_threshold`` consecutive failed calls
-the client fails fast with :class:`CircuitOpenError` for ``breaker_cooldown`` seconds. Retries
-are logged on the ``chattts_server.client`` logger. Errors: :mod:`chattts_server.client.errors`.
+attempts. Calls that change the voice library are repeated only when the server surely did
+nothing (no connection, 429, 503; see :class:`RetryPolicy`). A stream is never retried once
+part of it was delivered: it raises :class:`StreamInterruptedError` instead. After
+``breaker_threshold`` consecutive failed calls the client fails fast with
+:class:`CircuitOpenError` for ``breaker_cooldown`` seconds. Retries are logged on the
+``chattts_server.client`` logger; the API key never is. Errors:
+:mod:`chattts_server.client.errors`.
 """
 
-from ._async import AsyncClient
+from ._async import AsyncClient, AsyncVoices
 from ._base import DEFAULT_URL, BaseClient, CircuitBreaker, RetryPolicy, Timeout
-from ._sync import Client
+from ._sync import Client, Voices
 from .errors import (
     APIStatusError,
     AuthenticationError,
     BadRequestError,
     ChatTTSError,
     CircuitOpenError,
+    ConflictError,
     ConnectError,
     InternalServerError,
     NotAcceptableError,
@@ -62,17 +80,21 @@ from .models import (
     AudioFormat,
     Done,
     Health,
+    ImportResult,
     Pauses,
     Progress,
     StreamEvent,
     TTSParams,
     Voice,
+    VoiceChanges,
+    VoiceDefaults,
 )
 
 __all__ = [
     "DEFAULT_URL",
     "APIStatusError",
     "AsyncClient",
+    "AsyncVoices",
     "Audio",
     "AudioChunk",
     "AudioFormat",
@@ -83,9 +105,11 @@ __all__ = [
     "CircuitBreaker",
     "CircuitOpenError",
     "Client",
+    "ConflictError",
     "ConnectError",
     "Done",
     "Health",
+    "ImportResult",
     "InternalServerError",
     "NotAcceptableError",
     "NotFoundError",
@@ -105,4 +129,7 @@ __all__ = [
     "TransportError",
     "UnsupportedMediaTypeError",
     "Voice",
+    "VoiceChanges",
+    "VoiceDefaults",
+    "Voices",
 ]

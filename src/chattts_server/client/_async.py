@@ -1,15 +1,17 @@
-"""The asyncio client: the same calls as :class:`~chattts_server.client.Client`, awaited."""
+"""The asyncio client: the same calls as :class:`~chattts_server.client.Client`, awaited, and
+its voice library resource (``client.voices``)."""
 
 from __future__ import annotations
 
 import asyncio
+import builtins
 import os
 import random as _random
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from pathlib import Path
 from types import TracebackType
-from typing import Any, BinaryIO, Unpack
+from typing import Any, BinaryIO, Literal, Unpack
 
 import httpx
 
@@ -19,16 +21,30 @@ from ._base import (
     SERVER_SAMPLE_RATE,
     BaseClient,
     RetryPolicy,
+    T,
     Timeout,
     _Call,
     _Received,
+    _Request,
 )
 from .errors import ChatTTSError
-from .models import Audio, AudioChunk, Done, Health, StreamEvent, TTSParams, Voice
+from .models import (
+    Audio,
+    AudioChunk,
+    AudioFormat,
+    Done,
+    Health,
+    ImportResult,
+    StreamEvent,
+    TTSParams,
+    Voice,
+    VoiceChanges,
+    VoiceDefaults,
+)
 from .sse import SSEDecoder
 from .wav import StreamWriter
 
-__all__ = ["AsyncClient"]
+__all__ = ["AsyncClient", "AsyncVoices"]
 
 
 class AsyncClient(BaseClient):
@@ -37,7 +53,12 @@ class AsyncClient(BaseClient):
 
     Break out of :meth:`stream` early inside ``contextlib.aclosing(...)`` to release its
     connection at once rather than when the generator is collected.
+
+    Attributes:
+        voices: The server's voice library (:class:`AsyncVoices`).
     """
+
+    voices: AsyncVoices
 
     def __init__(
         self,
@@ -49,6 +70,10 @@ class AsyncClient(BaseClient):
         breaker_cooldown: float = 30.0,
         fallback: str | os.PathLike[str] | None = None,
         headers: Mapping[str, str] | None = None,
+        api_key: str | None = None,
+        ca: str | os.PathLike[str] | None = None,
+        cert: str | os.PathLike[str] | None = None,
+        key: str | os.PathLike[str] | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
@@ -62,11 +87,16 @@ class AsyncClient(BaseClient):
             breaker_cooldown=breaker_cooldown,
             fallback=fallback,
             headers=headers,
+            api_key=api_key,
+            ca=ca,
+            cert=cert,
+            key=key,
             clock=clock,
             random=random,
         )
         self._sleep = sleep
         self._http = httpx.AsyncClient(transport=transport, **self._http_options())
+        self.voices = AsyncVoices(self)
 
     async def __aenter__(self) -> AsyncClient:
         return self
@@ -139,17 +169,17 @@ class AsyncClient(BaseClient):
             path.unlink(missing_ok=True)
             raise
 
-    async def voices(self) -> list[Voice]:
-        """See :meth:`Client.voices`."""
-        with self._call("GET /v1/voices") as call:
-            return self._voices(call, await self._send(call, "GET", "/v1/voices"))
-
     async def health(self) -> Health:
         """See :meth:`Client.health`."""
         with self._call("GET /readyz", guarded=False, retries=False) as call:
             return self._health(call, await self._send(call, "GET", "/readyz", accept=(503,)))
 
     # --- internals ---------------------------------------------------------------------------
+
+    async def _run(self, request: _Request[T]) -> T:
+        with self._call(request.name, idempotent=request.idempotent) as call:
+            response = await self._send(call, request.method, request.path, json=request.json)
+            return request.parse(call, response)
 
     async def _send(
         self,
@@ -259,3 +289,66 @@ class AsyncClient(BaseClient):
                 self._fallback_failed(exc, load_error)
                 return None
         return self._fallback_ready(exc)
+
+
+class AsyncVoices:
+    """The server's voice library: ``AsyncClient.voices``; each call is
+    :class:`~chattts_server.client.Voices`' own, awaited."""
+
+    def __init__(self, client: AsyncClient) -> None:
+        self._client = client
+
+    async def list(self) -> builtins.list[Voice]:
+        """See :meth:`Voices.list`."""
+        return await self._client._run(self._client._voice_list())
+
+    async def get(self, name: str) -> Voice:
+        """See :meth:`Voices.get`."""
+        return await self._client._run(self._client._voice_get(name))
+
+    async def create(
+        self,
+        name: str,
+        *,
+        seed: int | None = None,
+        spk_emb: str | None = None,
+        ref_audio: bytes | None = None,
+        ref_text: str | None = None,
+        description: str | None = None,
+        language: Literal["zh", "en"] | None = None,
+        defaults: VoiceDefaults | None = None,
+    ) -> Voice:
+        """See :meth:`Voices.create`."""
+        return await self._client._run(
+            self._client._voice_create(
+                name, seed=seed, spk_emb=spk_emb, ref_audio=ref_audio, ref_text=ref_text,
+                description=description, language=language, defaults=defaults,
+            )
+        )  # fmt: skip
+
+    async def update(self, name: str, **changes: Unpack[VoiceChanges]) -> Voice:
+        """See :meth:`Voices.update`."""
+        return await self._client._run(self._client._voice_update(name, changes))
+
+    async def delete(self, name: str) -> None:
+        """See :meth:`Voices.delete`."""
+        await self._client._run(self._client._voice_delete(name))
+
+    async def sample(
+        self,
+        name: str,
+        *,
+        format: AudioFormat = "wav",
+        text: str | None = None,
+        lang: Literal["zh", "en"] | None = None,
+    ) -> Audio:
+        """See :meth:`Voices.sample`."""
+        return await self._client._run(self._client._voice_sample(name, format, text, lang))
+
+    async def export(self) -> dict[str, Any]:
+        """See :meth:`Voices.export`."""
+        return await self._client._run(self._client._voice_export())
+
+    async def import_(self, document: Mapping[str, Any], overwrite: bool = False) -> ImportResult:
+        """See :meth:`Voices.import_`."""
+        return await self._client._run(self._client._voice_import(document, overwrite))

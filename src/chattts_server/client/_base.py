@@ -1,5 +1,6 @@
-"""What both clients share and decide without I/O: configuration, request building, the retry
-policy, the circuit breaker, and turning responses and events into results or errors."""
+"""What both clients share and decide without I/O: configuration (TLS, API key), request
+building, the retry policy, the circuit breaker, and turning responses and events into results
+or errors."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import binascii
 import json
 import logging
 import os
+import ssl
 import threading
 import time
 import uuid
@@ -15,8 +17,8 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import PurePosixPath
-from typing import Any, Literal
-from urllib.parse import urlsplit
+from typing import Any, Generic, Literal, TypeVar, cast
+from urllib.parse import quote, urlencode, urlsplit
 
 import httpx
 
@@ -27,6 +29,7 @@ from .errors import (
     BadRequestError,
     ChatTTSError,
     CircuitOpenError,
+    ConflictError,
     ConnectError,
     InternalServerError,
     NotAcceptableError,
@@ -41,7 +44,19 @@ from .errors import (
     TransportError,
     UnsupportedMediaTypeError,
 )
-from .models import Audio, AudioChunk, Done, Health, Progress, StreamEvent, TTSParams, Voice
+from .models import (
+    Audio,
+    AudioChunk,
+    Done,
+    Health,
+    ImportResult,
+    Progress,
+    StreamEvent,
+    TTSParams,
+    Voice,
+    VoiceChanges,
+    VoiceDefaults,
+)
 from .sse import Event
 from .wav import read_info
 
@@ -50,14 +65,19 @@ log = logging.getLogger("chattts_server.client")
 DEFAULT_URL = "http://localhost:9700"
 SERVER_SAMPLE_RATE = 24000  # the server's rate when a request names none
 RETRY_STATUSES = frozenset({429, 502, 503, 504})
+REFUSED_STATUSES = frozenset({429, 503})  # refused before any work: safe to repeat anything
+EXPORT_FORMAT = "chattts-server-voices"
 
+T = TypeVar("T")
 _PARAMS = frozenset(TTSParams.__annotations__)
+_VOICE_CHANGES = frozenset(VoiceChanges.__annotations__)
 _STATUS_ERRORS: dict[int, type[APIStatusError]] = {
     400: BadRequestError,
     401: AuthenticationError,
     404: NotFoundError,
     405: BadRequestError,
     406: NotAcceptableError,
+    409: ConflictError,
     413: PayloadTooLargeError,
     415: UnsupportedMediaTypeError,
     429: RateLimitError,
@@ -106,8 +126,14 @@ class RetryPolicy:
     """When and how long to wait before retrying.
 
     Retried: 429, 502, 503, 504, connection failures and timeouts — and a stream only while
-    nothing of it has been delivered. The wait before retry ``n`` (0-based) is the server's
-    ``Retry-After`` capped at ``max_retry_after``, else "full jitter" backoff: uniform in
+    nothing of it has been delivered. A call that changes the voice library (create, update,
+    delete, import) is retried only when the server surely did nothing: the connection could
+    not be opened (:attr:`TransportError.request_sent` is false), or a 429 or 503 (refused
+    before any work). After a dropped connection, a read timeout, a 502 or a 504 the change
+    may or may not have happened: the error is raised, and ``voices.get()`` tells.
+
+    The wait before retry ``n`` (0-based) is the server's ``Retry-After`` capped at
+    ``max_retry_after``, else "full jitter" backoff: uniform in
     ``[0, min(max_backoff, backoff * 2**n))``.
     """
 
@@ -203,6 +229,7 @@ class _Call:
     deadline: float | None
     max_retries: int
     guarded: bool  # counted by the breaker
+    idempotent: bool = True  # False: changes something, so repeated only if surely not done
     trial: bool = False
     retries: int = 0
 
@@ -230,11 +257,70 @@ def server_fault(exc: BaseException) -> bool:
     return isinstance(exc, ChatTTSError) and not isinstance(exc, CircuitOpenError)
 
 
-def retryable(exc: ChatTTSError) -> bool:
-    """True for failures worth another attempt (before anything was delivered)."""
+def retryable(exc: ChatTTSError, *, idempotent: bool = True) -> bool:
+    """True for failures worth another attempt (before anything was delivered). A call that is
+    not ``idempotent`` is repeated only if the server surely did nothing (see
+    :class:`RetryPolicy`)."""
     if isinstance(exc, APIStatusError):
-        return exc.status in RETRY_STATUSES
+        return exc.status in (RETRY_STATUSES if idempotent else REFUSED_STATUSES)
+    if not idempotent:
+        return isinstance(exc, TransportError) and not exc.request_sent
     return isinstance(exc, ConnectError | TimeoutError | StreamInterruptedError)
+
+
+def ssl_context(
+    ca: str | os.PathLike[str] | None,
+    cert: str | os.PathLike[str] | None,
+    key: str | os.PathLike[str] | None,
+) -> ssl.SSLContext | None:
+    """The TLS context for ``ca``, ``cert`` and ``key`` (see :class:`BaseClient`); ``None``
+    when none is given (httpx's default verification applies).
+
+    Raises:
+        ValueError: ``key`` without ``cert``.
+        OSError, ssl.SSLError: a file is missing or not a PEM certificate or key.
+    """
+    if key is not None and cert is None:
+        raise ValueError("a client key needs its certificate (cert)")
+    if ca is None and cert is None:
+        return None
+    ctx = (
+        ssl.create_default_context(cafile=os.fspath(ca))
+        if ca is not None
+        else httpx.create_ssl_context()
+    )
+    if cert is not None:
+        ctx.load_cert_chain(os.fspath(cert), None if key is None else os.fspath(key))
+    return ctx
+
+
+def _bearer(api_key: str | None) -> dict[str, str]:
+    if api_key is None:
+        return {}
+    if (
+        not api_key
+        or api_key != api_key.strip()
+        or not api_key.isascii()
+        or not api_key.isprintable()
+    ):
+        raise ValueError("api_key must be printable ASCII, without surrounding spaces")
+    return {"Authorization": f"Bearer {api_key}"}
+
+
+@dataclass(frozen=True)
+class _Request(Generic[T]):
+    """One call with a whole-body answer, described without I/O: what to send and how to read
+    the answer; each client's ``_run`` sends it."""
+
+    method: str
+    path: str
+    parse: Callable[[_Call, httpx.Response], T]
+    json: Any = None
+    idempotent: bool = True
+
+    @property
+    def name(self) -> str:
+        return f"{self.method} {self.path.partition('?')[0]}"
 
 
 class BaseClient:
@@ -251,6 +337,13 @@ class BaseClient:
             when the server cannot answer — retries exhausted, circuit open, 5xx — but never
             for a 4xx input error: a file path, or an ``http(s)://`` URL fetched once, lazily.
         headers: Extra headers sent with every request.
+        api_key: Sent as ``Authorization: Bearer <api_key>`` with every request to the server
+            (not with the fetch of a fallback URL); never logged, nor shown in errors or reprs.
+        ca: A CA bundle (PEM file) to verify the server's certificate with, instead of the
+            system's.
+        cert: A client certificate (PEM) for servers that require one (mTLS); its private key
+            is ``key``, or in the same file.
+        key: The private key (PEM) of ``cert``.
         clock: Monotonic time source (seconds), for deadlines and the breaker.
         random: Uniform [0, 1) source for the backoff jitter.
     """
@@ -265,6 +358,10 @@ class BaseClient:
         breaker_cooldown: float,
         fallback: str | os.PathLike[str] | None,
         headers: Mapping[str, str] | None,
+        api_key: str | None,
+        ca: str | os.PathLike[str] | None,
+        cert: str | os.PathLike[str] | None,
+        key: str | os.PathLike[str] | None,
         clock: Callable[[], float],
         random: Callable[[], float],
     ) -> None:
@@ -279,20 +376,27 @@ class BaseClient:
         self._fallback_source = fallback
         self._fallback: Audio | None = None
         self._headers = {"User-Agent": f"chattts-server-client/{__version__}", **(headers or {})}
+        self._auth = _bearer(api_key)
+        self._ssl = ssl_context(ca, cert, key)
         self._clock = clock
         self._random = random
 
     def _http_options(self) -> dict[str, Any]:
-        return {
+        options: dict[str, Any] = {
             "base_url": self.base_url,
             "headers": self._headers,
             "timeout": httpx.Timeout(self.timeout.read, connect=self.timeout.connect),
         }
+        if self._ssl is not None:
+            options["verify"] = self._ssl
+        return options
 
     # --- one call: breaker, deadline, retries ----------------------------------------------
 
     @contextmanager
-    def _call(self, name: str, *, guarded: bool = True, retries: bool = True) -> Iterator[_Call]:
+    def _call(
+        self, name: str, *, guarded: bool = True, retries: bool = True, idempotent: bool = True
+    ) -> Iterator[_Call]:
         """Admit a call through the breaker and record its outcome when it ends."""
         guarded = guarded and self.breaker is not None
         deadline = None if self.timeout.total is None else self._clock() + self.timeout.total
@@ -302,6 +406,7 @@ class BaseClient:
             deadline,
             self.retry.max_retries if retries else 0,
             guarded,
+            idempotent,
         )
         if guarded:
             assert self.breaker is not None
@@ -350,7 +455,7 @@ class BaseClient:
 
     def _retry_delay(self, call: _Call, err: ChatTTSError) -> float | None:
         """Seconds to sleep before retrying after ``err``, or ``None`` to give up."""
-        if not retryable(err) or call.retries >= call.max_retries:
+        if not retryable(err, idempotent=call.idempotent) or call.retries >= call.max_retries:
             return None
         retry_after = err.retry_after if isinstance(err, APIStatusError) else None
         delay = self.retry.delay(call.retries, retry_after, self._random)
@@ -368,7 +473,7 @@ class BaseClient:
         return delay
 
     def _headers_for(self, call: _Call, extra: Mapping[str, str] | None) -> dict[str, str]:
-        return {"X-Request-ID": call.request_id, **(extra or {})}
+        return {"X-Request-ID": call.request_id, **self._auth, **(extra or {})}
 
     # --- requests ---------------------------------------------------------------------------
 
@@ -382,9 +487,7 @@ class BaseClient:
             if value is None:
                 continue
             if key == "ref_audio":
-                if not isinstance(value, bytes | bytearray):
-                    raise TypeError("ref_audio takes the clip's bytes")
-                value = base64.b64encode(value).decode("ascii")
+                value = _b64_clip(value)
             elif key in ("pauses", "extensions"):
                 value = dict(value)
             body[key] = value
@@ -399,7 +502,12 @@ class BaseClient:
         elif isinstance(exc, httpx.NetworkError | httpx.RemoteProtocolError | httpx.ProxyError):
             cls = ConnectError
         detail = str(exc) or "no details"
-        return cls(f"{call.name}: {type(exc).__name__}: {detail}", request_id=call.request_id)
+        unsent = isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout | httpx.PoolTimeout)
+        return cls(
+            f"{call.name}: {type(exc).__name__}: {detail}",
+            request_sent=not unsent,
+            request_id=call.request_id,
+        )
 
     def _status_error(self, call: _Call, response: httpx.Response, body: bytes) -> APIStatusError:
         status = response.status_code
@@ -505,14 +613,106 @@ class BaseClient:
             bytes_received=got.bytes, chunks_received=got.chunks, request_id=call.request_id,
         )  # fmt: skip
 
+    # --- the voice library ------------------------------------------------------------------
+
+    def _voice_list(self) -> _Request[list[Voice]]:
+        return _Request("GET", "/v1/voices", self._voices)
+
+    def _voice_get(self, name: str) -> _Request[Voice]:
+        return _Request("GET", _voice_path(name), self._voice)
+
+    def _voice_create(
+        self,
+        name: str,
+        *,
+        seed: int | None,
+        spk_emb: str | None,
+        ref_audio: bytes | None,
+        ref_text: str | None,
+        description: str | None,
+        language: str | None,
+        defaults: VoiceDefaults | None,
+    ) -> _Request[Voice]:
+        fields = {
+            "seed": seed,
+            "spk_emb": spk_emb,
+            "ref_audio": None if ref_audio is None else _b64_clip(ref_audio),
+            "ref_text": ref_text,
+            "description": description,
+            "language": language,
+            "defaults": None if defaults is None else dict(defaults),
+        }
+        body = {"name": name, **{k: v for k, v in fields.items() if v is not None}}
+        return _Request("POST", "/v1/voices", self._voice, body, idempotent=False)
+
+    def _voice_update(self, name: str, changes: Mapping[str, Any]) -> _Request[Voice]:
+        unknown = sorted(set(changes) - _VOICE_CHANGES)
+        if unknown:
+            raise TypeError(f"a voice's {', '.join(unknown)} cannot be changed")
+        body = {k: dict(v) if k == "defaults" and v is not None else v for k, v in changes.items()}
+        return _Request("PATCH", _voice_path(name), self._voice, body, idempotent=False)
+
+    def _voice_delete(self, name: str) -> _Request[None]:
+        return _Request("DELETE", _voice_path(name), _no_content, idempotent=False)
+
+    def _voice_sample(
+        self, name: str, format: str, text: str | None, lang: str | None
+    ) -> _Request[Audio]:
+        query = {"format": format, "text": text, "lang": lang}
+        params = urlencode({k: v for k, v in query.items() if v is not None})
+        return _Request("GET", f"{_voice_path(name)}/sample?{params}", self._audio)
+
+    def _voice_export(self) -> _Request[dict[str, Any]]:
+        return _Request("GET", "/v1/voices/export", self._export_document)
+
+    def _voice_import(self, document: Mapping[str, Any], overwrite: bool) -> _Request[ImportResult]:
+        if not isinstance(document, Mapping):
+            raise TypeError("import_() takes an export document: a mapping, as export() returns")
+        path = f"/v1/voices/import?overwrite={str(overwrite).lower()}"
+        return _Request("POST", path, self._import_result, dict(document), idempotent=False)
+
     def _voices(self, call: _Call, response: httpx.Response) -> list[Voice]:
         try:
-            return [
-                Voice(str(v["id"]), str(v["kind"]), v.get("seed"), v.get("description"))
-                for v in response.json()["data"]
-            ]
+            return [_voice_of(v) for v in response.json()["data"]]
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise ProtocolError(
+                f"{call.name}: malformed voice list: {exc}", request_id=call.request_id
+            ) from exc
+
+    def _voice(self, call: _Call, response: httpx.Response) -> Voice:
+        try:
+            return _voice_of(response.json())
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise ProtocolError(
+                f"{call.name}: malformed voice: {exc}", request_id=call.request_id
+            ) from exc
+
+    def _export_document(self, call: _Call, response: httpx.Response) -> dict[str, Any]:
+        try:
+            document = response.json()
+        except ValueError:
+            document = None
+        if not (
+            isinstance(document, dict)
+            and document.get("format") == EXPORT_FORMAT
+            and isinstance(document.get("voices"), list)
+        ):
+            raise ProtocolError(
+                f"{call.name}: the answer is not a voice export document",
+                request_id=call.request_id,
+            )
+        return document
+
+    def _import_result(self, call: _Call, response: httpx.Response) -> ImportResult:
+        try:
+            body = response.json()
+            return ImportResult(
+                tuple(str(n) for n in body["imported"]), tuple(str(n) for n in body["skipped"])
+            )
         except (ValueError, KeyError, TypeError) as exc:
-            raise ProtocolError(f"{call.name}: malformed voice list: {exc}") from exc
+            raise ProtocolError(
+                f"{call.name}: malformed import result: {exc}", request_id=call.request_id
+            ) from exc
 
     def _health(self, call: _Call, response: httpx.Response) -> Health:
         try:
@@ -552,6 +752,40 @@ class BaseClient:
         self._fallback = Audio(
             data, fmt, info.sample_rate if info else None, request_id=None, fallback=True
         )
+
+
+def _b64_clip(value: Any) -> str:
+    if not isinstance(value, bytes | bytearray):
+        raise TypeError("ref_audio takes the clip's bytes")
+    return base64.b64encode(value).decode("ascii")
+
+
+def _voice_path(name: str) -> str:
+    """``/v1/voices/{name}``, the name percent-encoded, dots included (``..`` must reach the
+    server as a name, not become a step up the path)."""
+    if not name:
+        raise ValueError("a voice name cannot be empty")
+    return "/v1/voices/" + quote(name, safe="").replace(".", "%2E")
+
+
+def _voice_of(v: Mapping[str, Any]) -> Voice:
+    seed, created_at, defaults = v.get("seed"), v.get("created_at"), v.get("defaults") or {}
+    if not isinstance(defaults, dict):
+        raise TypeError(f"defaults is {type(defaults).__name__}, not an object")
+    return Voice(
+        str(v["id"]),
+        str(v["kind"]),
+        None if seed is None else int(seed),
+        _str(v.get("description")),
+        _str(v.get("language")),
+        cast(VoiceDefaults, defaults),
+        _str(v.get("model_fingerprint")),
+        None if created_at is None else float(created_at),
+    )
+
+
+def _no_content(call: _Call, response: httpx.Response) -> None:
+    return None
 
 
 def _error_detail(body: bytes) -> dict[str, Any]:

@@ -1,14 +1,15 @@
-"""The blocking client."""
+"""The blocking client, and its voice library resource (``client.voices``)."""
 
 from __future__ import annotations
 
+import builtins
 import os
 import random as _random
 import time
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from types import TracebackType
-from typing import Any, BinaryIO, Unpack
+from typing import Any, BinaryIO, Literal, Unpack
 
 import httpx
 
@@ -18,16 +19,30 @@ from ._base import (
     SERVER_SAMPLE_RATE,
     BaseClient,
     RetryPolicy,
+    T,
     Timeout,
     _Call,
     _Received,
+    _Request,
 )
 from .errors import ChatTTSError
-from .models import Audio, AudioChunk, Done, Health, StreamEvent, TTSParams, Voice
+from .models import (
+    Audio,
+    AudioChunk,
+    AudioFormat,
+    Done,
+    Health,
+    ImportResult,
+    StreamEvent,
+    TTSParams,
+    Voice,
+    VoiceChanges,
+    VoiceDefaults,
+)
 from .sse import SSEDecoder
 from .wav import StreamWriter
 
-__all__ = ["Client"]
+__all__ = ["Client", "Voices"]
 
 
 class Client(BaseClient):
@@ -38,9 +53,15 @@ class Client(BaseClient):
     :class:`~chattts_server.client.AsyncClient`.
 
     Args:
-        transport: An httpx transport to use instead of the network (tests, proxies).
+        transport: An httpx transport to use instead of the network (tests, proxies); it
+            brings its own TLS settings, so ``ca``, ``cert`` and ``key`` do not apply to it.
         sleep: How to wait between retries (tests inject a fake).
+
+    Attributes:
+        voices: The server's voice library (:class:`Voices`).
     """
+
+    voices: Voices
 
     def __init__(
         self,
@@ -52,6 +73,10 @@ class Client(BaseClient):
         breaker_cooldown: float = 30.0,
         fallback: str | os.PathLike[str] | None = None,
         headers: Mapping[str, str] | None = None,
+        api_key: str | None = None,
+        ca: str | os.PathLike[str] | None = None,
+        cert: str | os.PathLike[str] | None = None,
+        key: str | os.PathLike[str] | None = None,
         transport: httpx.BaseTransport | None = None,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
@@ -65,11 +90,16 @@ class Client(BaseClient):
             breaker_cooldown=breaker_cooldown,
             fallback=fallback,
             headers=headers,
+            api_key=api_key,
+            ca=ca,
+            cert=cert,
+            key=key,
             clock=clock,
             random=random,
         )
         self._sleep = sleep
         self._http = httpx.Client(transport=transport, **self._http_options())
+        self.voices = Voices(self)
 
     def __enter__(self) -> Client:
         return self
@@ -160,11 +190,6 @@ class Client(BaseClient):
             path.unlink(missing_ok=True)
             raise
 
-    def voices(self) -> list[Voice]:
-        """The voices usable as ``voice=`` (``seed:N`` works too)."""
-        with self._call("GET /v1/voices") as call:
-            return self._voices(call, self._send(call, "GET", "/v1/voices"))
-
     def health(self) -> Health:
         """The server's readiness (``GET /readyz``): one attempt, not counted by the breaker.
 
@@ -175,6 +200,12 @@ class Client(BaseClient):
             return self._health(call, self._send(call, "GET", "/readyz", accept=(503,)))
 
     # --- internals ---------------------------------------------------------------------------
+
+    def _run(self, request: _Request[T]) -> T:
+        """Send a described call (retries, breaker, deadline) and parse its answer."""
+        with self._call(request.name, idempotent=request.idempotent) as call:
+            response = self._send(call, request.method, request.path, json=request.json)
+            return request.parse(call, response)
 
     def _send(
         self,
@@ -283,3 +314,87 @@ class Client(BaseClient):
                 self._fallback_failed(exc, load_error)
                 return None
         return self._fallback_ready(exc)
+
+
+class Voices:
+    """The server's voice library: ``client.voices``.
+
+    A saved voice sounds the same on every call, by name (``synthesize(..., voice="narrator")``).
+    Calls that change the library (:meth:`create`, :meth:`update`, :meth:`delete`,
+    :meth:`import_`) are retried only when the server surely did nothing (see
+    :class:`~chattts_server.client.RetryPolicy`). Every call raises
+    :class:`~chattts_server.client.NotFoundError` (``code="voice_not_found"``) for a name that
+    does not exist, and the other errors of :mod:`chattts_server.client.errors`.
+    """
+
+    def __init__(self, client: Client) -> None:
+        self._client = client
+
+    def list(self) -> builtins.list[Voice]:
+        """The voices usable as ``voice=``: the built-in OpenAI names, then the saved voices
+        (``seed:N`` works too)."""
+        return self._client._run(self._client._voice_list())
+
+    def get(self, name: str) -> Voice:
+        """The voice called ``name``."""
+        return self._client._run(self._client._voice_get(name))
+
+    def create(
+        self,
+        name: str,
+        *,
+        seed: int | None = None,
+        spk_emb: str | None = None,
+        ref_audio: bytes | None = None,
+        ref_text: str | None = None,
+        description: str | None = None,
+        language: Literal["zh", "en"] | None = None,
+        defaults: VoiceDefaults | None = None,
+    ) -> Voice:
+        """Save a voice made from exactly one of ``seed``, ``spk_emb`` (a speaker string) or
+        ``ref_audio`` (a WAV, FLAC or Ogg clip's bytes) with its transcript ``ref_text``.
+
+        Raises:
+            ConflictError: the name is taken (``code="voice_exists"``).
+            BadRequestError: no source or two, a bad name or clip; ``param`` names the field.
+        """
+        return self._client._run(
+            self._client._voice_create(
+                name, seed=seed, spk_emb=spk_emb, ref_audio=ref_audio, ref_text=ref_text,
+                description=description, language=language, defaults=defaults,
+            )
+        )  # fmt: skip
+
+    def update(self, name: str, **changes: Unpack[VoiceChanges]) -> Voice:
+        """Change ``description``, ``language`` or ``defaults``; a key left out stays as it
+        is, ``None`` clears it. Returns the voice as it now is."""
+        return self._client._run(self._client._voice_update(name, changes))
+
+    def delete(self, name: str) -> None:
+        """Delete a saved voice."""
+        self._client._run(self._client._voice_delete(name))
+
+    def sample(
+        self,
+        name: str,
+        *,
+        format: AudioFormat = "wav",
+        text: str | None = None,
+        lang: Literal["zh", "en"] | None = None,
+    ) -> Audio:
+        """A short preview of the voice, the same every time: ``text`` (at most 200
+        characters; default a greeting in ``lang``, else in the voice's language)."""
+        return self._client._run(self._client._voice_sample(name, format, text, lang))
+
+    def export(self) -> dict[str, Any]:
+        """Every saved voice as one JSON document, for :meth:`import_` on any server."""
+        return self._client._run(self._client._voice_export())
+
+    def import_(self, document: Mapping[str, Any], overwrite: bool = False) -> ImportResult:
+        """Import an :meth:`export` document, all or nothing. Names that exist are skipped,
+        or replaced with ``overwrite``.
+
+        Raises:
+            BadRequestError: the document is not valid; ``param`` says where.
+        """
+        return self._client._run(self._client._voice_import(document, overwrite))

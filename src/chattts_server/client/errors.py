@@ -1,14 +1,15 @@
 """Every error the SDK raises::
 
     ChatTTSError                      (message, status, code, param, request_id)
-    ├── TransportError                no HTTP answer
+    ├── TransportError                no HTTP answer (``request_sent``: may it have arrived?)
     │   ├── ConnectError              could not connect, or the connection dropped
     │   └── TimeoutError              connect / read timeout, or the call's deadline
     ├── APIStatusError                the server answered with an error status (+ type)
     │   ├── BadRequestError           400 (also 405)
-    │   ├── AuthenticationError       401
+    │   ├── AuthenticationError       401 — API key missing or not valid
     │   ├── NotFoundError             404 — unknown voice or route
     │   ├── NotAcceptableError        406
+    │   ├── ConflictError             409 — the voice name is taken (``voice_exists``)
     │   ├── PayloadTooLargeError      413
     │   ├── UnsupportedMediaTypeError 415
     │   ├── RateLimitError            429 (retried)
@@ -31,6 +32,7 @@ __all__ = [
     "BadRequestError",
     "ChatTTSError",
     "CircuitOpenError",
+    "ConflictError",
     "ConnectError",
     "InternalServerError",
     "NotAcceptableError",
@@ -74,7 +76,18 @@ class ChatTTSError(Exception):
 
 
 class TransportError(ChatTTSError):
-    """No HTTP answer came back."""
+    """No HTTP answer came back.
+
+    Attributes:
+        request_sent: False when the request surely never reached the server (the connection
+            could not be opened), so even a call that changes something is safe to repeat.
+    """
+
+    def __init__(
+        self, message: str, *, request_sent: bool = True, request_id: str | None = None
+    ) -> None:
+        super().__init__(message, request_id=request_id)
+        self.request_sent = request_sent
 
 
 class ConnectError(TransportError):
@@ -116,7 +129,8 @@ class BadRequestError(APIStatusError):
 
 
 class AuthenticationError(APIStatusError):
-    """401."""
+    """401: the server wants an API key (``code="missing_api_key"``) or does not know the one
+    sent (``code="invalid_api_key"``). Not retried."""
 
 
 class NotFoundError(APIStatusError):
@@ -125,6 +139,10 @@ class NotFoundError(APIStatusError):
 
 class NotAcceptableError(APIStatusError):
     """406: no audio format the request accepts."""
+
+
+class ConflictError(APIStatusError):
+    """409: the name is taken — by a saved voice or a built-in one (``code="voice_exists"``)."""
 
 
 class PayloadTooLargeError(APIStatusError):

@@ -1,4 +1,5 @@
-"""What the SDK returns: audio, stream events, voices, health; and the synthesis parameters."""
+"""What the SDK returns: audio, stream events, voices, health; and the synthesis and voice
+parameters."""
 
 from __future__ import annotations
 
@@ -16,11 +17,14 @@ __all__ = [
     "AudioFormat",
     "Done",
     "Health",
+    "ImportResult",
     "Pauses",
     "Progress",
     "StreamEvent",
     "TTSParams",
     "Voice",
+    "VoiceChanges",
+    "VoiceDefaults",
 ]
 
 AudioFormat: TypeAlias = Literal["wav", "pcm", "mp3", "opus", "flac", "aac"]
@@ -133,14 +137,57 @@ class Done:
 StreamEvent: TypeAlias = AudioChunk | Progress | Done
 
 
+class VoiceDefaults(TypedDict, total=False):
+    """Parameters a saved voice applies to a synthesis that does not set them."""
+
+    speed: float
+    temperature: float
+    top_p: float
+    top_k: int
+    refine_text: bool
+
+
+class VoiceChanges(TypedDict, total=False):
+    """What ``voices.update()`` may change: a key left out stays as it is; ``None`` clears it
+    (``defaults=None``: no defaults). A voice's sound never changes."""
+
+    description: str | None
+    language: Literal["zh", "en"] | None
+    defaults: VoiceDefaults | None
+
+
 @dataclass(frozen=True)
 class Voice:
-    """A voice usable as ``voice=``; ``kind`` is ``builtin``, ``seed`` or ``saved``."""
+    """A voice usable as ``voice=``.
+
+    Attributes:
+        id: Its name.
+        kind: ``builtin`` (an OpenAI name with a fixed seed), or how a saved voice was made:
+            ``seed``, ``spk_emb`` (a speaker string) or ``ref_audio`` (a reference clip).
+        seed: The voice seed (built-in and seed voices).
+        description: Free text.
+        language: ``zh`` or ``en``, the language of its samples; ``None`` if not set.
+        defaults: Parameters it applies when a synthesis does not set them.
+        model_fingerprint: The weights a saved voice was made with (``None`` for built-ins).
+        created_at: When it was saved, Unix time (``None`` for built-ins).
+    """
 
     id: str
     kind: str
     seed: int | None = None
     description: str | None = None
+    language: str | None = None
+    defaults: VoiceDefaults = field(default_factory=VoiceDefaults)
+    model_fingerprint: str | None = None
+    created_at: float | None = None
+
+
+@dataclass(frozen=True)
+class ImportResult:
+    """What ``voices.import_()`` did: names written, and names skipped as existing."""
+
+    imported: tuple[str, ...]
+    skipped: tuple[str, ...]
 
 
 @dataclass(frozen=True)

@@ -11,9 +11,9 @@ import asyncio
 import base64
 import binascii
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ..engine import ChatTTSEngine
 from .errors import BadRequestError, ConflictError, NotFoundError
@@ -27,6 +27,7 @@ BUILTIN_VOICES: dict[str, int] = {
     "cedar": 1013,
 }  # fmt: skip
 SEED_MAX = 2**32 - 1
+RESERVED_NAMES = frozenset({"export", "import"})  # routes under /v1/voices/
 
 
 @dataclass(frozen=True)
@@ -96,9 +97,9 @@ class VoiceLibrary:
         return voice
 
     async def create(self, body: VoiceCreate) -> StoredVoice:
-        if body.name in BUILTIN_VOICES or body.name.startswith("seed:"):
-            raise ConflictError(f"{body.name!r} is a built-in voice", code="voice_exists",
-                                param="name")  # fmt: skip
+        if body.name in BUILTIN_VOICES or body.name in RESERVED_NAMES:
+            raise ConflictError(f"{body.name!r} is a built-in or reserved name",
+                                code="voice_exists", param="name")  # fmt: skip
         sources = [n for n in ("seed", "spk_emb", "ref_audio") if getattr(body, n) is not None]
         if len(sources) != 1:
             raise BadRequestError(
@@ -189,22 +190,41 @@ class VoiceLibrary:
         )
 
 
+class _StoredModel(BaseModel):
+    """The shape of one voice in an export file: checked before anything is written."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    name: str
+    kind: Literal["seed", "spk_emb", "ref_audio"]
+    model_fingerprint: str
+    seed: int | None = Field(None, ge=0, le=SEED_MAX)
+    spk_emb: str | None = None
+    ref_tokens: str | None = None
+    ref_text: str | None = None
+    description: str | None = None
+    language: Literal["zh", "en"] | None = None
+    defaults: VoiceDefaults = Field(default_factory=VoiceDefaults)
+    created_at: float = Field(0.0, ge=0)
+    updated_at: float = Field(0.0, ge=0)
+
+
 def _parse_stored(raw: dict[str, Any], where: str) -> StoredVoice:
     try:
-        voice = StoredVoice(**raw)
-    except TypeError as exc:
-        raise BadRequestError(f"{where}: {exc}", param=where) from exc
-    check_name(voice.name, f"{where}.name")
-    if voice.kind not in ("seed", "spk_emb", "ref_audio"):
-        raise BadRequestError(f"{where}.kind is not a voice kind", param=f"{where}.kind")
-    needs = ("ref_tokens", "ref_text") if voice.kind == "ref_audio" else ("spk_emb",)
+        model = _StoredModel.model_validate(raw)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        loc = ".".join(str(p) for p in err["loc"])
+        raise BadRequestError(f"{where}.{loc}: {err['msg']}", param=f"{where}.{loc}") from exc
+    check_name(model.name, f"{where}.name")
+    if model.name in BUILTIN_VOICES or model.name in RESERVED_NAMES:
+        raise BadRequestError(f"{where}.name is reserved", code="invalid_voice_name",
+                              param=f"{where}.name")  # fmt: skip
+    needs = ("ref_tokens", "ref_text") if model.kind == "ref_audio" else ("spk_emb",)
     for name in needs:
-        if not isinstance(getattr(voice, name), str) or not getattr(voice, name):
+        if not getattr(model, name):
             raise BadRequestError(f"{where}.{name} is missing", code="missing_field",
                                   param=f"{where}.{name}")  # fmt: skip
-    try:
-        VoiceDefaults.model_validate(voice.defaults)
-    except ValidationError as exc:
-        raise BadRequestError(f"{where}.defaults: {exc.errors()[0]['msg']}",
-                              param=f"{where}.defaults") from exc  # fmt: skip
-    return voice
+    data = model.model_dump()
+    data["defaults"] = model.defaults.model_dump(exclude_none=True)
+    return StoredVoice(**data)
