@@ -135,6 +135,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", help="default 0.0.0.0")
     p.add_argument("--port", type=int, help="default 9700")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"))
+    p.add_argument("--gpt-dtype", choices=("float32", "bfloat16", "int8"))
     p.add_argument("--data-dir", type=Path, help="env CHATTTS_SERVER_DATA_DIR")
     p.add_argument("--max-queue", type=int, help="requests waiting behind the running one")
     p.add_argument("--max-text-chars", type=int)

@@ -71,7 +71,7 @@ def test_frozen_weight_norm_gives_identical_audio(tiny_model_dir) -> None:  # ty
     assert np.array_equal(outs[0], outs[1])
 
 
-@pytest.mark.parametrize("dtype", ["bfloat16"])
+@pytest.mark.parametrize("dtype", ["bfloat16", "int8"])
 def test_reduced_precision_runs_and_reports_agreement(tiny_model_dir, dtype: str) -> None:  # type: ignore[no-untyped-def]
     """bf16 GPT: same length, audio close to fp32 (random weights diverge; the bench states the
     token agreement on the full-size model)."""

@@ -76,7 +76,9 @@ class EngineConfig:
     stream_context_tokens: int = 24
     stream_lookahead_tokens: int = 8
     precompute_weight_norm: bool = True  # ChatTTS recomputes its heads' weight norm every step
-    gpt_dtype: Literal["float32", "bfloat16"] = "float32"
+    # GPT weights: float32 (exact), bfloat16, or int8 (dynamic weight quantization of its
+    # Linear layers; the step is memory-bound, so 4× fewer bytes is ~3× faster on CPU)
+    gpt_dtype: Literal["float32", "bfloat16", "int8"] = "float32"
 
 
 class _RequestContext:
@@ -176,10 +178,7 @@ class ChatTTSEngine:
             raise ModelLoadError(f"ChatTTS did not finish loading {resolved.root}")
         if self.config.precompute_weight_norm:
             _freeze_weight_norm(chat)
-        if self.config.gpt_dtype == "bfloat16":
-            import torch
-
-            chat.gpt.gpt.to(torch.bfloat16)
+        _set_gpt_precision(chat, self.config.gpt_dtype, device)
         self._register_normalizers(chat)
         self._chat, self._model, self._device = chat, resolved.info, str(device)
         if self.config.warmup:
@@ -463,6 +462,22 @@ class ChatTTSEngine:
             for _ in self.synthesize(req):
                 pass
         log.info("warm-up done in %.2fs", time.perf_counter() - started)
+
+
+def _set_gpt_precision(chat: Any, dtype: str, device: Any) -> None:
+    import torch
+
+    if dtype == "bfloat16":
+        chat.gpt.gpt.to(torch.bfloat16)
+    elif dtype == "int8":
+        if device.type != "cpu":
+            raise ModelLoadError("gpt_dtype int8 is for the CPU; use bfloat16 on CUDA",
+                                 code="bad_dtype")  # fmt: skip
+        from torch.ao.quantization import quantize_dynamic
+
+        with warnings.catch_warnings():  # torch.ao.quantization is deprecated from torch 2.10
+            warnings.simplefilter("ignore", DeprecationWarning)
+            quantize_dynamic(chat.gpt.gpt, {torch.nn.Linear}, dtype=torch.qint8, inplace=True)
 
 
 def _freeze_weight_norm(chat: Any) -> None:

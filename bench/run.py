@@ -1,0 +1,410 @@
+"""The speed benchmark: our engine against stock ChatTTS, in one process, on the same weights.
+
+    python -m bench.run [--quick] [--runs N]      (make bench)
+
+Weights: a generated ``full`` test checkpoint (official sizes, random weights) in
+``bench/.cache/full``, made on first use. Random weights rarely stop, so every run forces its
+token count (``min_new_token = max_new_token = N``; 1 token = 512 samples = 21.3 ms of audio).
+Stock means ``Chat.infer`` on a second ``Chat`` loaded from the same files, with its defaults
+except ``skip_refine_text=True`` (our engine does not refine by default either; with its
+defaults stock would first run up to 384 extra steps of the text GPT). Every figure is the median
+of ``--runs`` runs, and each speed figure is also a ratio against stock measured side by side.
+Results: ``bench/results/speed.json``, ``speed.md`` and ``speed.png``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import platform
+import resource
+import statistics
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+HERE = Path(__file__).parent
+RESULTS = HERE / "results"
+CACHE = HERE / ".cache"
+TEXT = "Benchmarks speak in a steady voice, one sentence at a time."
+TOKEN_SECONDS = 512 / 24000
+
+
+def median_time(fn: Callable[[], Any], runs: int) -> float:
+    times = []
+    for _ in range(runs):
+        started = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - started)
+    return statistics.median(times)
+
+
+class Bench:
+    def __init__(self, model: Path, runs: int) -> None:
+        import ChatTTS
+
+        from chattts_server.engine import ChatTTSEngine, EngineConfig
+        from chattts_server.engine.loader import resolve
+        from chattts_server.engine.testmodel import build_config
+
+        self.runs = runs
+        self.engine = ChatTTSEngine(EngineConfig(model_dir=str(model), max_new_tokens=4096))
+        self.engine.load()
+        self.int8 = ChatTTSEngine(
+            EngineConfig(model_dir=str(model), max_new_tokens=4096, gpt_dtype="int8")
+        )
+        self.int8.load()
+        stock = ChatTTS.Chat(logging.getLogger("stock"))
+        resolved = resolve(str(model), False, stock)
+        stock.config = build_config(resolved.config_overrides)
+        stock._load(device=self.engine._chat.device, **resolved.paths())
+        self.stock = stock
+        self.spk = self.engine.speaker_for_seed(1)
+        self.model_dir = model
+
+    # --- the two sides -------------------------------------------------------------------------
+
+    def stock_params(self, n: int) -> Any:
+        import ChatTTS
+
+        return ChatTTS.Chat.InferCodeParams(
+            spk_emb=self.spk, manual_seed=7, min_new_token=n, max_new_token=n, show_tqdm=False
+        )
+
+    def stock_full(self, n: int) -> np.ndarray:
+        wavs = self.stock.infer(TEXT, skip_refine_text=True, params_infer_code=self.stock_params(n))
+        return np.asarray(wavs[0])
+
+    def stock_stream(self, n: int) -> tuple[float, float]:
+        """(time to first non-empty audio, total) of stock streaming."""
+        started = time.perf_counter()
+        first = None
+        it = self.stock.infer(
+            TEXT, stream=True, skip_refine_text=True, params_infer_code=self.stock_params(n)
+        )
+        for wav in it:
+            if first is None and np.asarray(wav).size:
+                first = time.perf_counter() - started
+        return first or float("nan"), time.perf_counter() - started
+
+    def ours(self, n: int, incremental: bool = False, engine: Any = None) -> tuple[float, float]:
+        from chattts_server.engine import SynthesisRequest
+
+        req = SynthesisRequest(TEXT, spk_emb=self.spk, manual_seed=7, min_new_tokens=n,
+                               max_new_tokens=n, incremental=incremental)  # fmt: skip
+        started = time.perf_counter()
+        first = None
+        for _ in (engine or self.engine).synthesize(req):
+            if first is None:
+                first = time.perf_counter() - started
+        return first or float("nan"), time.perf_counter() - started
+
+    # --- figures ---------------------------------------------------------------------------------
+
+    def single_stream(self, n: int) -> dict[str, Any]:
+        self.ours(8)  # warm
+        stock = median_time(lambda: self.stock_full(n), self.runs)
+        ours = statistics.median(self.ours(n)[1] for _ in range(self.runs))
+        int8 = statistics.median(self.ours(n, engine=self.int8)[1] for _ in range(self.runs))
+        audio = n * TOKEN_SECONDS
+        return {
+            "ours_int8_s": round(int8, 2),
+            "ours_int8_rtf": round(int8 / audio, 2),
+            "int8_speedup_vs_stock": round(stock / int8, 2),
+            "tokens": n,
+            "audio_s": round(audio, 2),
+            "stock_s": round(stock, 2),
+            "ours_s": round(ours, 2),
+            "stock_rtf": round(stock / audio, 2),
+            "ours_rtf": round(ours / audio, 2),
+            "speedup_vs_stock": round(stock / ours, 2),
+        }
+
+    def streaming(self, n: int) -> dict[str, Any]:
+        stock = [self.stock_stream(n) for _ in range(self.runs)]
+        ours = [self.ours(n, incremental=True) for _ in range(self.runs)]
+        whole = [self.ours(n)[1] for _ in range(self.runs)]
+        s_first = statistics.median(s[0] for s in stock)
+        s_total = statistics.median(s[1] for s in stock)
+        o_first = statistics.median(o[0] for o in ours)
+        o_total = statistics.median(o[1] for o in ours)
+        o_whole = statistics.median(whole)
+        return {
+            "tokens": n,
+            "audio_s": round(n * TOKEN_SECONDS, 2),
+            "stock_ttfa_s": round(s_first, 2),
+            "ours_ttfa_s": round(o_first, 2),
+            "ttfa_ratio_vs_stock": round(o_first / s_first, 3),
+            "stock_stream_total_s": round(s_total, 2),
+            "ours_stream_total_s": round(o_total, 2),
+            "ours_whole_s": round(o_whole, 2),
+            "stream_total_vs_our_whole": round(o_total / o_whole, 3),
+            "stock_stream_total_vs_our_whole": round(s_total / o_whole, 3),
+        }
+
+    def concurrency(self, n: int, levels: tuple[int, ...] = (1, 2, 4)) -> dict[str, Any]:
+        out: dict[str, Any] = {"tokens_per_request": n}
+        base = None
+        for k in levels:
+            threads = [threading.Thread(target=self.ours, args=(n,)) for _ in range(k)]
+            started = time.perf_counter()
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            rate = k * n * TOKEN_SECONDS / (time.perf_counter() - started)
+            base = base or rate
+            out[f"audio_s_per_wall_s_at_{k}"] = round(rate, 3)
+            out[f"gain_at_{k}"] = round(rate / base, 2)
+        return out
+
+    def server_overhead(self, n: int) -> dict[str, Any]:
+        import httpx
+        import uvicorn
+
+        from chattts_server.server import create_app
+        from chattts_server.settings import Settings
+
+        settings = Settings(data_dir=CACHE / "data", max_new_tokens=4096, log_level="warning")
+        server = uvicorn.Server(
+            uvicorn.Config(create_app(settings, self.engine), host="127.0.0.1", port=0,
+                           log_level="warning")
+        )  # fmt: skip
+        thread = threading.Thread(target=server.run, daemon=True)
+        thread.start()
+        while not server.started:
+            time.sleep(0.05)
+        url = f"http://127.0.0.1:{server.servers[0].sockets[0].getsockname()[1]}"
+        body = {"text": TEXT, "spk_emb": self.spk, "manual_seed": 7,
+                "extensions": {"min_new_tokens": n, "max_new_tokens": n}}  # fmt: skip
+        with httpx.Client(base_url=url, timeout=600) as c:
+            http = median_time(lambda: c.post("/v1/tts", json=body).raise_for_status(), self.runs)
+        direct = statistics.median(self.ours(n)[1] for _ in range(self.runs))
+        server.should_exit = True
+        thread.join(10)
+        return {"tokens": n, "http_wav_s": round(http, 3), "direct_s": round(direct, 3),
+                "http_vs_direct": round(http / direct, 3)}  # fmt: skip
+
+    def precision(self, n: int) -> dict[str, Any]:
+        """bf16 and int8 GPT against fp32 on the same weights: speed, token agreement with the
+        same sampling seed, and the logit error on identical (teacher-forced) inputs."""
+        from chattts_server.engine import ChatTTSEngine, EngineConfig
+
+        out: dict[str, Any] = {"tokens": n}
+        t32 = statistics.median(self.ours(n)[1] for _ in range(self.runs))
+        out["fp32_s"] = round(t32, 2)
+        ids32 = self._ids(self.engine, n)
+        for dtype in ("bfloat16", "int8"):
+            other = ChatTTSEngine(EngineConfig(model_dir=str(self.model_dir),
+                                               max_new_tokens=4096, gpt_dtype=dtype))  # fmt: skip
+            other.load()
+            t = statistics.median(self.ours(n, engine=other)[1] for _ in range(self.runs))
+            ids = self._ids(other, n)
+            err, top1 = self._logit_error(other)
+            out[dtype] = {
+                "seconds": round(t, 2),
+                "speedup_vs_fp32": round(t32 / t, 2),
+                "token_agreement": round(float(np.mean(ids32 == ids)), 4),
+                "first_differing_step": int(np.argmax(np.any(ids32 != ids, axis=1)))
+                if np.any(ids32 != ids) else n,
+                "logit_max_abs_error": round(err, 4),
+                "top1_agreement_teacher_forced": round(top1, 4),
+            }  # fmt: skip
+            other.close()
+        return out
+
+    def _logit_error(self, other: Any) -> tuple[float, float]:
+        import torch
+
+        torch.manual_seed(0)
+        emb = torch.randn(1, 128, self.engine._chat.config.gpt.hidden_size) * 0.05
+
+        def logits(engine: Any) -> torch.Tensor:
+            gpt = engine._chat.gpt
+            with torch.inference_mode():
+                hidden = gpt.gpt(inputs_embeds=emb.to(gpt.gpt.dtype)).last_hidden_state.float()
+                return torch.stack([h(hidden) for h in engine._chat.embed.head_code], -1)
+
+        a, b = logits(self.engine), logits(other)
+        top1 = (a.argmax(-2) == b.argmax(-2)).float().mean().item()
+        return float((a - b).abs().max()), top1
+
+    def _ids(self, engine: Any, n: int) -> np.ndarray:
+        import ChatTTS
+
+        chat = engine._chat
+        params = ChatTTS.Chat.InferCodeParams(
+            spk_emb=self.spk, manual_seed=7, min_new_token=n, max_new_token=n, show_tqdm=False
+        )
+        result = next(iter(chat._infer_code([TEXT], False, chat.device, True, params)))
+        return np.asarray(result.ids[0].cpu())
+
+    def decode_error(self, n: int) -> dict[str, Any]:
+        """Incremental (streamed) decode against a one-shot decode of the same tokens."""
+        from chattts_server.engine import SynthesisRequest
+
+        req = SynthesisRequest(TEXT, spk_emb=self.spk, manual_seed=7, min_new_tokens=n,
+                               max_new_tokens=n)  # fmt: skip
+        one = np.concatenate([c.pcm for c in self.engine.synthesize(req)])
+        inc = np.concatenate(
+            [c.pcm for c in self.engine.synthesize(SynthesisRequest(**{**req.__dict__,
+                                                                      "incremental": True}))]
+        )  # fmt: skip
+        return {
+            "tokens": n,
+            "max_abs_error": float(np.max(np.abs(inc - one))),
+            "peak": float(np.max(np.abs(one))),
+            "same_length": bool(inc.size == one.size),
+        }
+
+
+def rss_growth(minutes: float) -> dict[str, Any]:
+    """RSS over one long incremental stream on the tiny model (the GPT's size does not matter
+    for leaks in the streaming path; the tiny one makes 10 minutes of audio affordable)."""
+    import psutil
+
+    from chattts_server.engine import ChatTTSEngine, EngineConfig, SynthesisRequest
+    from chattts_server.engine.testmodel import make_test_model
+
+    tiny = CACHE / "tiny"
+    if not (tiny / "chattts-server-model.json").exists():
+        make_test_model(tiny, "tiny")
+    engine = ChatTTSEngine(EngineConfig(model_dir=str(tiny), max_new_tokens=2048))
+    engine.load()
+    per_segment = 1500  # tokens: 32 s each
+    segments = max(1, round(minutes * 60 / (per_segment * TOKEN_SECONDS)))
+    text = " ".join(f"Segment {i}." for i in range(segments))
+    req = SynthesisRequest(text, seed=1, manual_seed=1, min_new_tokens=per_segment,
+                           max_new_tokens=per_segment, incremental=True)  # fmt: skip
+    proc = psutil.Process()
+    samples, rss, warm = 0, [], None
+    for chunk in engine.synthesize(req):
+        samples += chunk.pcm.size
+        rss.append(proc.memory_info().rss)
+        if warm is None and chunk.segment >= 1:  # after one whole segment: buffers at full size
+            warm = rss[-1]
+    warm = warm or rss[0]
+    return {"audio_minutes": round(samples / 24000 / 60, 2), "rss_start_mb": round(warm / 2**20),
+            "rss_end_mb": round(rss[-1] / 2**20), "growth_mb": round((rss[-1] - warm) / 2**20, 1),
+            "model": "tiny"}  # fmt: skip
+
+
+def plot(points: list[dict[str, Any]], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    x = [p["audio_s"] for p in points]
+    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 4))
+    a.plot(x, [p["stock_ttfa_s"] for p in points], "o-", label="stock stream")
+    a.plot(x, [p["ours_ttfa_s"] for p in points], "o-", label="ours (incremental)")
+    a.set(title="time to first audio", xlabel="audio length (s)", ylabel="seconds")
+    b.plot(x, [p["stock_stream_total_s"] for p in points], "o-", label="stock stream")
+    b.plot(x, [p["ours_stream_total_s"] for p in points], "o-", label="ours stream")
+    b.plot(x, [p["ours_whole_s"] for p in points], "o--", label="ours non-streamed")
+    b.set(title="total time", xlabel="audio length (s)", ylabel="seconds")
+    for ax in (a, b):
+        ax.legend()
+        ax.grid(alpha=0.3)
+    fig.suptitle("full-size ChatTTS architecture, random weights, CPU")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="shorter lengths, for a first look")
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--model", type=Path, help="another checkpoint (smoke tests: tiny)")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.ERROR)
+    from chattts_server.engine.testmodel import make_test_model
+
+    model = args.model or CACHE / "full"
+    if not (model / "chattts-server-model.json").exists():
+        make_test_model(model, "full")
+    b = Bench(model, args.runs)
+    lengths = (47, 141, 470) if args.quick else (94, 470, 1407)  # tokens: ~1, 3, 10 / 2, 10, 30 s
+    result: dict[str, Any] = {
+        "machine": f"{platform.machine()}, {psutil_cpus()} CPUs, torch threads "
+        f"{__import__('torch').get_num_threads()}",
+        "model": "generated full-size test model (official sizes, random weights)",
+        "runs_per_figure": args.runs,
+        "stock": "Chat.infer defaults, skip_refine_text=True, same weights, same process",
+    }
+    name = "speed-quick" if args.quick else "speed"
+    out = (CACHE if args.model else RESULTS) / f"{name}.json"
+    RESULTS.mkdir(exist_ok=True)
+
+    def save() -> None:
+        out.write_text(json.dumps(result, indent=2) + "\n")
+
+    result["single_stream"] = b.single_stream(lengths[1])
+    save()
+    result["streaming"] = [b.streaming(n) for n in lengths]
+    save()
+    result["decode_error"] = b.decode_error(lengths[1])
+    result["precision"] = b.precision(lengths[0])
+    save()
+    result["concurrency"] = b.concurrency(lengths[0])
+    result["server_overhead"] = b.server_overhead(lengths[1])
+    save()
+    result["rss_growth"] = rss_growth(2 if args.quick else 10)
+    result["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+    save()
+    plot(result["streaming"], out.with_suffix(".png"))
+    out.with_suffix(".md").write_text(markdown(result))
+    print(markdown(result))
+
+
+def psutil_cpus() -> int:
+    import os
+
+    return len(os.sched_getaffinity(0))
+
+
+def markdown(r: dict[str, Any]) -> str:
+    s, st, c, o = r["single_stream"], r["streaming"], r["concurrency"], r["server_overhead"]
+    longest = st[-1]
+    rows = [
+        ("single-stream RTF, fp32 (exact)", f"{s['ours_rtf']} vs stock {s['stock_rtf']}",
+         f"{s['speedup_vs_stock']}× faster", "≥ 2×"),
+        ("single-stream RTF, int8 GPT", f"{s['ours_int8_rtf']} vs stock {s['stock_rtf']}",
+         f"{s['int8_speedup_vs_stock']}× faster", "≥ 2× (stretch RTF ≤ 1)"),
+        ("time to first audio (stream)", f"{longest['ours_ttfa_s']} s vs stock "
+         f"{longest['stock_ttfa_s']} s", f"{longest['ttfa_ratio_vs_stock']}×", "≤ 0.2×"),
+        (f"stream total / our non-streamed ({longest['audio_s']} s audio)",
+         f"{longest['ours_stream_total_s']} / {longest['ours_whole_s']} s",
+         f"{longest['stream_total_vs_our_whole']}× "
+         f"(stock {longest['stock_stream_total_vs_our_whole']}×)",
+         "≤ 1.05×"),
+        ("4 concurrent: audio-s per wall-s vs 1", f"{c['audio_s_per_wall_s_at_4']} vs "
+         f"{c['audio_s_per_wall_s_at_1']}", f"{c['gain_at_4']}×", "≥ 2.5×"),
+        ("HTTP WAV vs direct engine", f"{o['http_wav_s']} vs {o['direct_s']} s",
+         f"{o['http_vs_direct']}×", "≤ 1.02×"),
+        ("RSS growth, long stream", f"{r['rss_growth']['audio_minutes']} min audio "
+         f"({r['rss_growth']['model']})", f"{r['rss_growth']['growth_mb']} MB", "< 50 MB"),
+        *[(f"{d} GPT vs fp32 ({r['precision']['tokens']} tokens)",
+           f"{r['precision'][d]['seconds']} vs {r['precision']['fp32_s']} s",
+           f"{r['precision'][d]['speedup_vs_fp32']}×; tokens agree "
+           f"{r['precision'][d]['token_agreement']}, teacher-forced top-1 "
+           f"{r['precision'][d]['top1_agreement_teacher_forced']}, max logit error "
+           f"{r['precision'][d]['logit_max_abs_error']}", "—") for d in ("bfloat16", "int8")],
+        ("incremental decode max error", f"peak {r['decode_error']['peak']:.3f}",
+         f"{r['decode_error']['max_abs_error']:.2e}", "inaudible"),
+    ]  # fmt: skip
+    lines = ["| figure | measured | result | target |", "|---|---|---|---|"]
+    lines += [f"| {a} | {b} | {c_} | {d} |" for a, b, c_, d in rows]
+    return f"# Speed ({r['machine']})\n\n{r['stock']}; peak RSS {r['peak_rss_mb']} MB.\n\n" + (
+        "\n".join(lines) + "\n"
+    )
+
+
+if __name__ == "__main__":
+    main()
