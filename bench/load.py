@@ -15,12 +15,31 @@ import struct
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import httpx
 
 RESULTS = Path(__file__).parent / "results"
+
+
+@contextmanager
+def serve_in_thread(app: Any) -> Iterator[str]:
+    """Run ``app`` with uvicorn on a free loopback port in a thread; yields its URL."""
+    import uvicorn
+
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    while not server.started:
+        time.sleep(0.05)
+    try:
+        yield f"http://127.0.0.1:{server.servers[0].sockets[0].getsockname()[1]}"
+    finally:
+        server.should_exit = True
+        thread.join(10)
 
 
 def check_wav(data: bytes) -> float:
@@ -121,8 +140,6 @@ def main() -> None:
 
 
 def _with_local_server(args: argparse.Namespace) -> dict[str, Any]:
-    import uvicorn
-
     from chattts_server.engine import ChatTTSEngine, EngineConfig
     from chattts_server.engine.testmodel import make_test_model
     from chattts_server.server import create_app
@@ -133,18 +150,8 @@ def _with_local_server(args: argparse.Namespace) -> dict[str, Any]:
         engine = ChatTTSEngine(EngineConfig(model_dir=str(model), max_new_tokens=48))
         engine.load()
         settings = Settings(max_queue=args.max_queue, data_dir=Path(tmp) / "data")
-        server = uvicorn.Server(
-            uvicorn.Config(create_app(settings, engine), host="127.0.0.1", port=0,
-                           log_level="warning")
-        )  # fmt: skip
-        thread = threading.Thread(target=server.run, daemon=True)
-        thread.start()
-        while not server.started:
-            time.sleep(0.05)
-        port = server.servers[0].sockets[0].getsockname()[1]
-        result = run(f"http://127.0.0.1:{port}", args.clients, args.seconds)
-        server.should_exit = True
-        thread.join(10)
+        with serve_in_thread(create_app(settings, engine)) as url:
+            result = run(url, args.clients, args.seconds)
     result["server"] = "in-process, generated tiny model, max_new_tokens 48"
     result["max_queue"] = args.max_queue
     return result

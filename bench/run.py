@@ -165,28 +165,21 @@ class Bench:
 
     def server_overhead(self, n: int) -> dict[str, Any]:
         import httpx
-        import uvicorn
 
         from chattts_server.server import create_app
         from chattts_server.settings import Settings
 
+        from .load import serve_in_thread
+
         settings = Settings(data_dir=CACHE / "data", max_new_tokens=4096, log_level="warning")
-        server = uvicorn.Server(
-            uvicorn.Config(create_app(settings, self.engine), host="127.0.0.1", port=0,
-                           log_level="warning")
-        )  # fmt: skip
-        thread = threading.Thread(target=server.run, daemon=True)
-        thread.start()
-        while not server.started:
-            time.sleep(0.05)
-        url = f"http://127.0.0.1:{server.servers[0].sockets[0].getsockname()[1]}"
         body = {"text": TEXT, "spk_emb": self.spk, "manual_seed": 7,
                 "extensions": {"min_new_tokens": n, "max_new_tokens": n}}  # fmt: skip
-        with httpx.Client(base_url=url, timeout=600) as c:
+        with (
+            serve_in_thread(create_app(settings, self.engine)) as url,
+            httpx.Client(base_url=url, timeout=600) as c,
+        ):
             http = median_time(lambda: c.post("/v1/tts", json=body).raise_for_status(), self.runs)
         direct = statistics.median(self.ours(n)[1] for _ in range(self.runs))
-        server.should_exit = True
-        thread.join(10)
         return {"tokens": n, "http_wav_s": round(http, 3), "direct_s": round(direct, 3),
                 "http_vs_direct": round(http / direct, 3)}  # fmt: skip
 

@@ -73,6 +73,23 @@ def make_settings(**kw: Any) -> Any:
     return Settings(**{**base, **kw})
 
 
+@pytest.fixture
+def failing_second_segment(engine: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The engine's second segment of the test raises (a message with a path in it that must
+    never reach a client)."""
+    original = engine._segment
+    calls = 0
+
+    def flaky(*args: Any, **kwargs: Any) -> Any:
+        nonlocal calls
+        calls += 1
+        if calls == 2:
+            raise RuntimeError("GPU on fire /secret/path")
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(engine, "_segment", flaky)
+
+
 @pytest.fixture(scope="session")
 def live(engine: Any) -> Iterator[LiveServer]:
     from chattts_server.server import create_app

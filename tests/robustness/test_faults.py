@@ -10,26 +10,10 @@ import httpx
 import psutil
 import pytest
 
-from chattts_server.engine import ChatTTSEngine
 from conftest import LiveServer, wait_idle
 
 LONG = {"text": " ".join(f"Bit {i}." for i in range(8)), "seed": 1,
         "extensions": {"min_new_tokens": 48}}  # fmt: skip
-
-
-@pytest.fixture
-def failing_second_segment(engine: ChatTTSEngine, monkeypatch: pytest.MonkeyPatch) -> None:
-    original = engine._segment
-    calls = 0
-
-    def flaky(*args, **kwargs):  # type: ignore[no-untyped-def]
-        nonlocal calls
-        calls += 1
-        if calls == 2:
-            raise RuntimeError("boom")
-        return original(*args, **kwargs)
-
-    monkeypatch.setattr(engine, "_segment", flaky)
 
 
 @pytest.mark.usefixtures("failing_second_segment")

@@ -7,8 +7,6 @@ import base64
 import httpx
 import pytest
 
-from chattts_server.engine import ChatTTSEngine
-
 from .sse import parse_sse
 
 OK = {"text": "Hello.", "seed": 1}
@@ -93,22 +91,7 @@ def test_unknown_route_and_method(http: httpx.Client) -> None:
     assert r.status_code == 405 and r.json()["error"]["code"] == "method_not_allowed"
 
 
-@pytest.fixture
-def failing_engine(engine: ChatTTSEngine, monkeypatch: pytest.MonkeyPatch) -> None:
-    original = engine._segment
-    calls = 0
-
-    def flaky(*args, **kwargs):  # type: ignore[no-untyped-def]
-        nonlocal calls
-        calls += 1
-        if calls >= 2:
-            raise RuntimeError("GPU on fire /secret/path")
-        return original(*args, **kwargs)
-
-    monkeypatch.setattr(engine, "_segment", flaky)
-
-
-@pytest.mark.usefixtures("failing_engine")
+@pytest.mark.usefixtures("failing_second_segment")
 def test_engine_failure_is_500_with_request_id_and_no_stack(http: httpx.Client) -> None:
     r = http.post("/v1/tts", json={"text": "One. Two. Three.", "seed": 1})
     assert r.status_code == 500
@@ -117,7 +100,7 @@ def test_engine_failure_is_500_with_request_id_and_no_stack(http: httpx.Client) 
     assert "secret" not in r.text and "Traceback" not in r.text
 
 
-@pytest.mark.usefixtures("failing_engine")
+@pytest.mark.usefixtures("failing_second_segment")
 def test_engine_failure_mid_sse_sends_an_error_event(http: httpx.Client) -> None:
     r = http.post(
         "/v1/tts", json={"text": "One. Two. Three.", "seed": 1, "stream": True},

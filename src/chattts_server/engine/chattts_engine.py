@@ -72,8 +72,8 @@ class EngineConfig:
     # incremental streaming (requests with ``incremental=True``), in GPT steps of 512 samples
     stream_step_tokens: int = 4  # how often the GPT hands over its hidden states
     stream_first_tokens: int = 4  # first audio after first + lookahead steps
-    stream_chunk_tokens: int = 16
-    stream_context_tokens: int = 24
+    stream_chunk_tokens: int = 64  # chunks double from the first up to this
+    stream_context_tokens: int = 56  # ≥ the decoders' receptive field (~52 tokens): exact left edge
     stream_lookahead_tokens: int = 8
     precompute_weight_norm: bool = True  # ChatTTS recomputes its heads' weight norm every step
     # GPT weights: float32 (exact), bfloat16, or int8 (dynamic weight quantization of its

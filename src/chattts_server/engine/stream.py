@@ -8,7 +8,8 @@ samples; a window of tokens ``[a, b)`` decodes to samples ``[512a, 512b - 256)``
 frames), so the pieces join without gaps or repeats and the total equals a one-shot decode's
 length. The samples near a window's right edge differ slightly from a one-shot decode because
 the future tokens are not known yet; ``lookahead`` bounds that error (measured in the tests and
-the benchmark).
+the benchmark). Chunks start small (``first``) for an early first audio and double up to
+``chunk``, so the overlap decoded twice shrinks to a small share of the work.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ class WindowDecoder:
         lookahead: int,
     ) -> None:
         self.decode = decode  # hidden states [T, H] → float32 samples (512·T − 256)
-        self.first, self.chunk = first, chunk
+        self.next, self.chunk = first, chunk
         self.context, self.lookahead = context, lookahead
         self.done = 0  # tokens whose audio was emitted
 
@@ -42,9 +43,9 @@ class WindowDecoder:
         """``hidden``: all hidden states of the segment so far. ``final``: no more will come."""
         total = int(hidden.shape[0])
         ready = total if final else total - self.lookahead
-        need = self.first if self.done == 0 else self.chunk
-        if ready <= self.done or (not final and ready - self.done < need):
+        if ready <= self.done or (not final and ready - self.done < self.next):
             return
+        self.next = min(2 * self.next, self.chunk)
         a = max(0, self.done - self.context)
         b = total if final else min(total, ready + self.lookahead)
         wav = self.decode(hidden[a:b])
