@@ -33,6 +33,15 @@ RESULTS = HERE / "results"
 CACHE = HERE / ".cache"
 TEXT = "Benchmarks speak in a steady voice, one sentence at a time."
 TOKEN_SECONDS = 512 / 24000
+FIGURES = (
+    "single_stream",
+    "streaming",
+    "decode_error",
+    "precision",
+    "concurrency",
+    "server_overhead",
+    "rss_growth",
+)
 
 
 def median_time(fn: Callable[[], Any], runs: int) -> float:
@@ -315,6 +324,12 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="shorter lengths, for a first look")
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--model", type=Path, help="another checkpoint (smoke tests: tiny)")
+    parser.add_argument(
+        "--only",
+        nargs="+",
+        choices=FIGURES,
+        help="re-measure these figures and keep the others from the last results file",
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.ERROR)
     from chattts_server.engine.testmodel import make_test_model
@@ -322,38 +337,37 @@ def main() -> None:
     model = args.model or CACHE / "full"
     if not (model / "chattts-server-model.json").exists():
         make_test_model(model, "full")
-    b = Bench(model, args.runs)
     lengths = (47, 141, 470) if args.quick else (94, 470, 1407)  # tokens: ~1, 3, 10 / 2, 10, 30 s
-    result: dict[str, Any] = {
-        "machine": f"{platform.machine()}, {psutil_cpus()} CPUs, torch threads "
-        f"{__import__('torch').get_num_threads()}",
-        "model": "generated full-size test model (official sizes, random weights)",
-        "runs_per_figure": args.runs,
-        "stock": "Chat.infer defaults, skip_refine_text=True, same weights, same process",
-    }
     name = "speed-quick" if args.quick else "speed"
     out = (CACHE if args.model else RESULTS) / f"{name}.json"
     RESULTS.mkdir(exist_ok=True)
-
-    def save() -> None:
+    result: dict[str, Any] = json.loads(out.read_text()) if args.only and out.exists() else {}
+    result.update(
+        machine=f"{platform.machine()}, {psutil_cpus()} CPUs, torch threads "
+        f"{__import__('torch').get_num_threads()}",
+        model="generated full-size test model (official sizes, random weights)",
+        runs_per_figure=args.runs,
+        stock="Chat.infer defaults, skip_refine_text=True, same weights, same process",
+    )
+    b = Bench(model, args.runs)
+    figures: dict[str, Callable[[], Any]] = {
+        "single_stream": lambda: b.single_stream(lengths[1]),
+        "streaming": lambda: [b.streaming(n) for n in lengths],
+        "decode_error": lambda: b.decode_error(lengths[1]),
+        "precision": lambda: b.precision(lengths[0]),
+        "concurrency": lambda: b.concurrency(lengths[0]),
+        "server_overhead": lambda: b.server_overhead(lengths[1]),
+        "rss_growth": lambda: rss_growth(2 if args.quick else 10),
+    }
+    for figure in args.only or FIGURES:
+        result[figure] = figures[figure]()
         out.write_text(json.dumps(result, indent=2) + "\n")
-
-    result["single_stream"] = b.single_stream(lengths[1])
-    save()
-    result["streaming"] = [b.streaming(n) for n in lengths]
-    save()
-    result["decode_error"] = b.decode_error(lengths[1])
-    result["precision"] = b.precision(lengths[0])
-    save()
-    result["concurrency"] = b.concurrency(lengths[0])
-    result["server_overhead"] = b.server_overhead(lengths[1])
-    save()
-    result["rss_growth"] = rss_growth(2 if args.quick else 10)
     result["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
-    save()
-    plot(result["streaming"], out.with_suffix(".png"))
-    out.with_suffix(".md").write_text(markdown(result))
-    print(markdown(result))
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    if all(f in result for f in FIGURES):
+        plot(result["streaming"], out.with_suffix(".png"))
+        out.with_suffix(".md").write_text(markdown(result))
+        print(markdown(result))
 
 
 def psutil_cpus() -> int:

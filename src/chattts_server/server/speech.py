@@ -176,7 +176,7 @@ class SpeechService:
         enc = self._encoder(plan, total=audio.size)
         data = enc.encode(audio) + enc.flush()
         ms = round(audio.size * 1000 / self.engine_rate)
-        headers = {**self._headers(plan, job), "X-Audio-Duration-Ms": str(ms)}
+        headers = {**self._headers(plan), "X-Audio-Duration-Ms": str(ms)}
         return Response(data, media_type=plan.content_type, headers=headers)
 
     def chunked(
@@ -195,7 +195,7 @@ class SpeechService:
                 yield tail
 
         return ClosingStreamingResponse(
-            body(), media_type=plan.content_type, headers=self._headers(plan, job)
+            body(), media_type=plan.content_type, headers=self._headers(plan)
         )
 
     def sse_native(
@@ -279,7 +279,7 @@ class SpeechService:
                 payload = json.dumps(failed.api.body(rec.request_id))
                 yield _sse(payload, error_event) if error_event else _sse(payload)
 
-        headers = {**self._headers(plan, job), "Cache-Control": "no-cache",
+        headers = {**self._headers(plan), "Cache-Control": "no-cache",
                    "X-Accel-Buffering": "no"}  # fmt: skip
         return ClosingStreamingResponse(body(), media_type="text/event-stream", headers=headers)
 
@@ -330,7 +330,7 @@ class SpeechService:
         return create_encoder(plan.format, plan.sample_rate, self.engine_rate, total)
 
     @staticmethod
-    def _headers(plan: Plan, job: Job) -> dict[str, str]:
+    def _headers(plan: Plan) -> dict[str, str]:
         headers = {"X-Sample-Rate": str(plan.sample_rate)}
         if plan.ignored:
             headers["X-Ignored-Fields"] = ",".join(plan.ignored)
