@@ -16,6 +16,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ..engine import ChatTTSEngine
+from ..engine.voices import SEED_MAX
 from .errors import BadRequestError, ConflictError, NotFoundError
 from .protocol import VoiceCreate, VoiceDefaults, VoiceExport, VoiceInfo, VoicePatch
 from .voicestore import StoredVoice, VoiceExistsError, VoiceMissingError, VoiceStore, valid_name
@@ -26,7 +27,6 @@ BUILTIN_VOICES: dict[str, int] = {
     "nova": 1007, "onyx": 1008, "sage": 1009, "shimmer": 1010, "verse": 1011, "marin": 1012,
     "cedar": 1013,
 }  # fmt: skip
-SEED_MAX = 2**32 - 1
 RESERVED_NAMES = frozenset({"export", "import"})  # routes under /v1/voices/
 
 
