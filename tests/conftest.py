@@ -66,6 +66,7 @@ def make_settings(**kw: Any) -> Any:
 
     base: dict[str, Any] = {
         "max_queue": 1,
+        "max_batch": 1,  # one at a time unless a test asks for batching
         "keepalive_s": 0.5,
         "max_body_bytes": 2_000_000,
         "data_dir": tempfile.mkdtemp(prefix="chattts-test-data-"),

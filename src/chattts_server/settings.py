@@ -40,7 +40,11 @@ class Settings(BaseSettings):
     max_new_tokens: int = Field(2048, ge=1, description="GPT steps per segment (21.3 ms each)")
     max_ref_audio_bytes: int = Field(10 * 1024 * 1024, ge=1)
     max_ref_audio_seconds: float = Field(30.0, gt=0)
-    max_queue: int = Field(8, ge=0, description="requests waiting behind the running one")
+    max_batch: int = Field(
+        4, ge=1, le=64, description="requests synthesized at once, sharing each GPT step"
+    )
+    pack_weights: bool = Field(True, description="CPU: oneDNN pre-packed GPT weights")
+    max_queue: int = Field(8, ge=0, description="requests waiting behind the running ones")
     max_body_bytes: int = Field(16 * 1024 * 1024, ge=1024)
     send_timeout_s: float = Field(30.0, gt=0, description="a client not reading this long is cut")
     keepalive_s: float = Field(15.0, gt=0, description="SSE keep-alive comment interval")
@@ -79,4 +83,6 @@ class Settings(BaseSettings):
             max_ref_audio_seconds=self.max_ref_audio_seconds,
             warmup=self.warmup,
             gpt_dtype=self.gpt_dtype,
+            max_batch=self.max_batch,
+            pack_weights=self.pack_weights,
         )

@@ -102,13 +102,14 @@ def test_cancel_stops_within_one_gpt_step(engine: ChatTTSEngine) -> None:
         if steps == 10:
             synthesis.cancel()
 
-    hook = engine._chat.gpt.gpt.register_forward_hook(count)
+    assert engine.batcher is not None
+    engine.batcher.listeners.append(count)
     try:
         with pytest.raises(SynthesisCancelledError):
             list(synthesis)
     finally:
-        hook.remove()
-    assert steps <= 11
+        engine.batcher.listeners.remove(count)
+    assert steps == 10  # the batcher drops the row before its next step
     assert synthesis.stats.cancelled and synthesis.stats.finish_reason == "cancelled"
 
 
@@ -140,13 +141,13 @@ def test_cancel_from_another_thread_frees_the_engine(engine: ChatTTSEngine) -> N
 
 def test_control_tokens_reach_the_model(engine: ChatTTSEngine, monkeypatch) -> None:
     seen: list[str] = []
-    original = engine._chat._infer_code
+    original = engine._chat.tokenizer.encode
 
     def spy(text, *args, **kwargs):  # type: ignore[no-untyped-def]
-        seen.extend(text)
+        seen.extend(text)  # the GPT prompt, decorated as ChatTTS does
         return original(text, *args, **kwargs)
 
-    monkeypatch.setattr(engine._chat, "_infer_code", spy)
+    monkeypatch.setattr(engine._chat.tokenizer, "encode", spy)
     synth(engine, text="Well [uv_break] that is [laugh] funny, I have 3 cats.", speed=2.0)
     assert "[uv_break]" in seen[0] and "[laugh]" in seen[0]
     assert "three" in seen[0] and "3" not in seen[0]

@@ -3,6 +3,8 @@ re-decoding of the prefix, pieces that join into (almost exactly) the one-shot d
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pytest
 
@@ -17,12 +19,14 @@ def test_incremental_audio_starts_early_and_matches_one_shot(engine: ChatTTSEngi
     steps = 0
     first_at = None
 
-    def count(*_: object) -> None:
+    def count(*_: object) -> None:  # a slow producer: the GPT must not run far ahead
         nonlocal steps
         steps += 1
+        time.sleep(0.02)
 
     one = np.concatenate([c.pcm for c in engine.synthesize(SynthesisRequest(**REQ))])
-    hook = engine._chat.gpt.gpt.register_forward_hook(count)
+    assert engine.batcher is not None
+    engine.batcher.listeners.append(count)
     try:
         pieces = []
         for chunk in engine.synthesize(SynthesisRequest(**REQ, incremental=True)):
@@ -30,12 +34,14 @@ def test_incremental_audio_starts_early_and_matches_one_shot(engine: ChatTTSEngi
                 first_at = steps
             pieces.append(chunk.pcm)
     finally:
-        hook.remove()
+        engine.batcher.listeners.remove(count)
     cfg = engine.config
-    # first audio after first + lookahead GPT steps (rounded up to the hand-over interval)
+    # first audio after first + lookahead GPT steps (rounded up to the hand-over interval,
+    # plus slack for the reader waking up late on a busy machine)
     assert first_at is not None
     assert (
-        first_at <= cfg.stream_first_tokens + cfg.stream_lookahead_tokens + cfg.stream_step_tokens
+        first_at
+        <= cfg.stream_first_tokens + cfg.stream_lookahead_tokens + cfg.stream_step_tokens + 4
     )
     assert len(pieces) >= 3
     inc = np.concatenate(pieces)

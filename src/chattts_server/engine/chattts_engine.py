@@ -1,10 +1,12 @@
 """The engine on the real ``chattts`` package.
 
-One ``ChatTTS.Chat`` per engine; one synthesis runs on it at a time (a lock). Each request gets
-its own interrupt context, so cancelling one request never stops another; ChatTTS checks it after
-every GPT step. Text is split into segments (see :mod:`.text`) that are synthesized one after
-another, each yielded as soon as it is decoded. Streaming and non-streaming share this path, so
-they give the same samples.
+One ``ChatTTS.Chat`` per engine. Syntheses run concurrently: each request's thread prepares its
+prompts and decodes its own audio (DVAE decoder + Vocos), while the GPT steps of all requests
+run batched on one :class:`~.batching.Batcher` thread, which checks each request's cancel token
+between steps, so cancelling one request never stops another. Text is split into segments (see
+:mod:`.text`) that are synthesized one after another, each yielded as soon as it is decoded.
+Streaming and non-streaming share this path, so they give the same samples. Refining text uses
+ChatTTS's own text GPT loop, one request at a time.
 """
 
 from __future__ import annotations
@@ -29,6 +31,15 @@ from .base import (
     Synthesis,
     SynthesisRequest,
     SynthesisStats,
+)
+from .batching import (
+    Batcher,
+    Generation,
+    PackedLinear,
+    Sampling,
+    StepModel,
+    pack_linears,
+    packing_available,
 )
 from .errors import (
     EngineNotReadyError,
@@ -79,6 +90,11 @@ class EngineConfig:
     # GPT weights: float32 (exact), bfloat16, or int8 (dynamic weight quantization of its
     # Linear layers; the step is memory-bound, so 4× fewer bytes is ~3× faster on CPU)
     gpt_dtype: Literal["float32", "bfloat16", "int8"] = "float32"
+    # continuous batching: up to this many requests share each GPT step
+    max_batch: int = 4
+    # CPU: run the GPT's linear layers on oneDNN with pre-packed weights (faster, and each
+    # row's result independent of the batch); falls back to torch's default when unavailable
+    pack_weights: bool = True
 
 
 class _RequestContext:
@@ -126,8 +142,10 @@ class ChatTTSEngine:
         self._chat: Any = None
         self._model: ModelInfo | None = None
         self._device = "unloaded"
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # refine text: ChatTTS's own loop, one at a time
+        self._batcher: Batcher | None = None
         self._normalizers: dict[str, str] = {}
+        self.packed = False
 
     # --- Engine protocol -------------------------------------------------------------------
 
@@ -179,6 +197,8 @@ class ChatTTSEngine:
         if self.config.precompute_weight_norm:
             _freeze_weight_norm(chat)
         _set_gpt_precision(chat, self.config.gpt_dtype, device)
+        self.packed = self._pack(chat, device)
+        self._batcher = self._make_batcher(chat)
         self._register_normalizers(chat)
         self._chat, self._model, self._device = chat, resolved.info, str(device)
         if self.config.warmup:
@@ -191,8 +211,57 @@ class ChatTTSEngine:
         )
 
     def close(self) -> None:
-        with self._lock:
-            self._chat = None
+        self._chat = None
+        if self._batcher is not None:
+            self._batcher.close()
+
+    @property
+    def batcher(self) -> Batcher | None:
+        """The GPT step loop shared by all requests (None before ``load``)."""
+        return self._batcher
+
+    def _pack(self, chat: Any, device: Any) -> bool:
+        if not self.config.pack_weights or device.type != "cpu":
+            return False
+        if not packing_available():
+            log.warning("oneDNN packed linear layers unavailable: default torch kernels")
+            return False
+        n = pack_linears(chat.gpt.gpt)
+        log.info("%d GPT linear layers packed for oneDNN", n)
+        return n > 0
+
+    def _make_batcher(self, chat: Any) -> Batcher:
+        import torch
+        from ChatTTS.model.processors import gen_logits
+
+        vq = int(chat.config.gpt.num_vq)
+        eos = int(chat.config.gpt.num_audio_tokens) - 1
+        heads = torch.nn.Linear(chat.embed.model_dim, 1, bias=False)
+        with torch.no_grad():  # the four code heads as one matrix, weight norm applied once
+            weight = torch.cat([h.weight.detach() for h in chat.embed.head_code])
+            heads.weight = torch.nn.Parameter(weight, requires_grad=False)
+        head: Any = PackedLinear(heads) if self.packed else heads
+        emb_code = chat.embed.emb_code
+
+        def embed_code(ids: Any) -> Any:
+            return torch.stack([emb_code[i](ids[:, i]) for i in range(vq)], 2).sum(2)
+
+        def logits(hidden: Any) -> Any:
+            return head(hidden).view(hidden.shape[0], vq, -1)
+
+        def processors(s: Sampling) -> list[Any]:
+            warpers, procs = gen_logits(eos, s.top_p, s.top_k, s.repetition_penalty)
+            return [*procs, *warpers]
+
+        return Batcher(
+            StepModel(chat.gpt.gpt),
+            embed_code=embed_code,
+            heads=logits,
+            make_processors=processors,
+            eos=eos,
+            num_vq=vq,
+            max_batch=self.config.max_batch,
+        )
 
     def synthesize(self, request: SynthesisRequest) -> Synthesis:
         if self._chat is None:
@@ -330,11 +399,10 @@ class ChatTTSEngine:
     def _run(self, p: _Prepared, stats: SynthesisStats, token: CancelToken) -> Iterator[AudioChunk]:
         import torch
 
-        with self._lock, torch.inference_mode():
+        with torch.inference_mode():
             chat = self._chat
             if chat is None:
                 raise EngineNotReadyError("the engine was closed")
-            chat.context = _RequestContext(token)
             spk_smp = p.voice.ref_tokens
             if p.voice.ref_pcm is not None:
                 spk_smp = chat.sample_audio_speaker(p.voice.ref_pcm)
@@ -345,7 +413,7 @@ class ChatTTSEngine:
                     break
                 pieces = None
                 try:
-                    pieces = self._segment(chat, p, segment.text, spk_smp, txt_smp)
+                    pieces = self._segment(chat, p, segment.text, spk_smp, txt_smp, token)
                     while True:
                         try:
                             wav = next(pieces)
@@ -380,28 +448,31 @@ class ChatTTSEngine:
                 raise SynthesisCancelledError("synthesis cancelled")
 
     def _segment(
-        self, chat: Any, p: _Prepared, text: str, spk_smp: str | None, txt_smp: str | None
+        self,
+        chat: Any,
+        p: _Prepared,
+        text: str,
+        spk_smp: str | None,
+        txt_smp: str | None,
+        token: CancelToken,
     ) -> Generator[np.ndarray, None, int]:
         """Yield the segment's audio (whole, or in pieces when incremental); return its tokens."""
-        import ChatTTS
-
         r, cfg = p.request, self.config
         if r.refine_text:
-            text = self._refine(chat, text, r)
-        params = ChatTTS.Chat.InferCodeParams(
-            prompt=f"[speed_{textprep.speed_to_level(r.speed)}]",
-            spk_emb=p.voice.spk_emb,
-            spk_smp=spk_smp,
-            txt_smp=txt_smp,
+            text = self._refine(chat, text, r, token)
+        batcher = self._batcher
+        if batcher is None:
+            raise EngineNotReadyError("the engine was closed")
+        emb = self._prompt(chat, text, p, spk_smp, txt_smp)
+        sampling = Sampling(
             temperature=r.temperature,
-            top_P=r.top_p,
-            top_K=r.top_k,
-            max_new_token=p.max_new_tokens,
-            min_new_token=r.min_new_tokens,
+            top_p=r.top_p,
+            top_k=r.top_k,
+            min_new_tokens=r.min_new_tokens,
+            max_new_tokens=p.max_new_tokens,
             manual_seed=r.manual_seed,
-            show_tqdm=False,
-            stream_batch=cfg.stream_step_tokens,
         )
+        gen = batcher.submit(Generation(emb, sampling, cancelled=lambda: token.cancelled))
         decoder = WindowDecoder(
             lambda hidden: chat._decode_to_wavs([hidden], True)[0],
             first=cfg.stream_first_tokens,
@@ -409,23 +480,46 @@ class ChatTTSEngine:
             context=cfg.stream_context_tokens,
             lookahead=cfg.stream_lookahead_tokens,
         )
-        hidden = None
-        for result in chat._infer_code([text], r.incremental, chat.device, True, params):
-            hidden = result.hiddens[0]
-            if r.incremental:
-                yield from decoder.push(hidden)
-        if hidden is None or hidden.shape[0] == 0:
-            return 0
-        yield from decoder.push(hidden, final=True)
-        return int(hidden.shape[0])
+        try:
+            every = cfg.stream_step_tokens if r.incremental else None
+            for hidden, final in gen.updates(every):
+                if final and (hidden.shape[0] == 0 or gen.finish_reason == "cancelled"):
+                    return int(hidden.shape[0])
+                yield from decoder.push(hidden, final=final)
+                if final:
+                    return int(hidden.shape[0])
+            return 0  # not reached: updates() always ends with final
+        finally:
+            gen.stop()
 
-    def _refine(self, chat: Any, text: str, r: SynthesisRequest) -> str:
+    def _prompt(
+        self, chat: Any, text: str, p: _Prepared, spk_smp: str | None, txt_smp: str | None
+    ) -> Any:
+        """The GPT prompt's embeddings [positions, hidden], built as ``Chat._infer_code`` does."""
+        r = p.request
+        vq = chat.config.gpt.num_vq
+        prompt = f"[speed_{textprep.speed_to_level(r.speed)}]"
+        texts = chat.speaker.decorate_code_prompts([text], prompt, txt_smp, p.voice.spk_emb)
+        smp = chat.speaker.decode_prompt(spk_smp) if spk_smp is not None else None
+        input_ids, _, text_mask = chat.tokenizer.encode(
+            texts, vq, prompt=smp, device=chat.device_gpt
+        )
+        emb = chat.embed(input_ids, text_mask)
+        if p.voice.spk_emb is not None:
+            chat.speaker.apply(
+                emb, p.voice.spk_emb, input_ids, chat.tokenizer.spk_emb_ids, chat.gpt.device_gpt
+            )
+        return emb[0]
+
+    def _refine(self, chat: Any, text: str, r: SynthesisRequest, token: CancelToken) -> str:
         import ChatTTS
 
         params = ChatTTS.Chat.RefineTextParams(
             prompt=r.refine_prompt, manual_seed=r.manual_seed, show_tqdm=False
         )
-        refined = chat._refine_text(text, chat.device, params)
+        with self._lock:  # ChatTTS's loop: one interrupt context and generator per Chat
+            chat.context = _RequestContext(token)
+            refined = chat._refine_text(text, chat.device, params)
         ids = [i[i.less(chat.tokenizer.break_0_ids)] for i in refined.ids]
         out = chat.tokenizer.decode(ids)[0]
         return str(out) if out.strip() else text

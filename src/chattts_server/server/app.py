@@ -56,7 +56,11 @@ def create_app(
     metrics = Metrics()
     store = VoiceStore(settings.data_dir / "voices.db")
     worker = SynthesisWorker(
-        engine, metrics, max_queue=settings.max_queue, send_timeout=settings.send_timeout_s
+        engine,
+        metrics,
+        max_queue=settings.max_queue,
+        send_timeout=settings.send_timeout_s,
+        concurrency=settings.max_batch,
     )
 
     @asynccontextmanager

@@ -1,9 +1,11 @@
-"""The engine off the event loop: one dedicated thread, a bounded queue in front of it.
+"""The engine off the event loop: ``concurrency`` worker threads, a bounded queue in front.
 
-``SynthesisWorker.submit`` admits a request (or raises :class:`OverloadedError` at once when the
-queue is full), validates it off the loop, and returns a :class:`Job`: an async iterator of the
-engine's chunks, fed by the worker thread through a small bounded buffer. ``Job.cancel()`` stops
-the synthesis within one GPT step and frees the worker.
+``SynthesisWorker.submit`` admits a request (or raises :class:`OverloadedError` at once when
+running + queued requests would exceed ``concurrency + max_queue``), validates it off the loop,
+and returns a :class:`Job`: an async iterator of the engine's chunks, fed by a worker thread
+through a small bounded buffer. Up to ``concurrency`` syntheses run at once; the engine batches
+their GPT steps (see :mod:`chattts_server.engine.batching`). ``Job.cancel()`` stops the
+synthesis within one GPT step and frees its thread.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import asyncio
 import concurrent.futures
 import logging
 import math
+import threading
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -74,7 +77,7 @@ class Job:
 
 
 class SynthesisWorker:
-    """Runs engine syntheses one at a time on a dedicated thread."""
+    """Runs up to ``concurrency`` engine syntheses at once, each on its own thread."""
 
     def __init__(
         self,
@@ -83,16 +86,21 @@ class SynthesisWorker:
         *,
         max_queue: int,
         send_timeout: float,
+        concurrency: int = 1,
         buffer_chunks: int = 4,
     ) -> None:
         self.engine = engine
         self.metrics = metrics
-        self.capacity = 1 + max_queue
+        self.concurrency = max(1, concurrency)
+        self.capacity = self.concurrency + max_queue
         self.send_timeout = send_timeout
         self.buffer_chunks = buffer_chunks
-        self._executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="engine")
+        self._executor = concurrent.futures.ThreadPoolExecutor(
+            self.concurrency, thread_name_prefix="engine"
+        )
         self._admitted = 0
         self._running = 0
+        self._running_lock = threading.Lock()
         self._recent_seconds = 5.0  # moving average of job durations, for Retry-After
 
     @property
@@ -143,7 +151,8 @@ class SynthesisWorker:
     def _pump(self, job: Job, loop: asyncio.AbstractEventLoop) -> None:
         """Worker thread: move chunks from the engine to the job's buffer."""
         started = time.perf_counter()
-        self._running += 1
+        with self._running_lock:
+            self._running += 1
         loop.call_soon_threadsafe(self._update_gauges)
         try:
             for chunk in job.synthesis:
@@ -153,7 +162,8 @@ class SynthesisWorker:
             job.error = exc
         finally:
             job.synthesis.close()
-            self._running -= 1
+            with self._running_lock:
+                self._running -= 1
             took = time.perf_counter() - started
             self._recent_seconds = 0.8 * self._recent_seconds + 0.2 * took
 
