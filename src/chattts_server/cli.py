@@ -137,7 +137,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", choices=("auto", "cpu", "cuda"))
     p.add_argument("--gpt-dtype", choices=("float32", "bfloat16", "int8"))
     p.add_argument("--data-dir", type=Path, help="env CHATTTS_SERVER_DATA_DIR")
-    p.add_argument("--max-queue", type=int, help="requests waiting behind the running one")
+    p.add_argument("--max-batch", type=int, help="requests synthesized at once (default 4)")
+    p.add_argument(
+        "--pack-weights",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="CPU: oneDNN pre-packed GPT weights (default on)",
+    )
+    p.add_argument("--max-queue", type=int, help="requests waiting behind the running ones")
     p.add_argument("--max-text-chars", type=int)
     p.add_argument("--max-new-tokens", type=int)
     p.add_argument("--max-body-bytes", type=int)

@@ -22,18 +22,21 @@ The step itself (:class:`StepModel`) is a plain Llama forward over the modules o
 from __future__ import annotations
 
 import collections
+import functools
 import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 # --- linear layers ------------------------------------------------------------------------------
@@ -204,6 +207,21 @@ class Sampling:
     manual_seed: int | None = None
 
 
+@dataclass(frozen=True)
+class GPTParts:
+    """What the batcher needs of the model. ``embed_code(ids [B, vq]) -> [B, hidden]`` embeds
+    sampled tokens; ``heads(hidden [B, H]) -> logits [B, vq, audio_tokens]``;
+    ``make_processors(sampling)`` gives ChatTTS's logits processors for a row; ``eos`` is the
+    end token."""
+
+    step: StepModel
+    embed_code: Callable[[torch.Tensor], torch.Tensor]
+    heads: Callable[[torch.Tensor], torch.Tensor]
+    make_processors: Callable[[Sampling], list[Any]]
+    eos: int
+    num_vq: int
+
+
 @dataclass
 class Generation:
     """One segment's audio-token generation; filled by the batcher, read by the request.
@@ -213,6 +231,7 @@ class Generation:
     emb: torch.Tensor  # [prompt, hidden] prompt embeddings (speaker applied)
     sampling: Sampling
     cancelled: Callable[[], bool] = lambda: False
+    parts: GPTParts | None = None  # the model; None: the batcher's own
     count: int = 0
     finish_reason: str | None = None  # "stop" | "length" | "cancelled" | "error"
     error: BaseException | None = None
@@ -220,6 +239,7 @@ class Generation:
     ids: torch.Tensor = field(init=False)
     _cond: threading.Condition = field(default_factory=threading.Condition, init=False)
     _stop: bool = field(default=False, init=False)
+    _wake_at: float = field(default=float("inf"), init=False)  # count the reader waits for
 
     def __post_init__(self) -> None:
         limit = self.sampling.max_new_tokens
@@ -243,6 +263,7 @@ class Generation:
         seen = 0
         while True:
             with self._cond:
+                self._wake_at = float("inf") if every is None else seen + every
                 self._cond.wait_for(self._ready_after(seen, every))
                 count, done = self.count, self.done
             if self.error is not None:
@@ -265,7 +286,8 @@ class Generation:
                 self.count += 1
             if finish is not None:
                 self.finish_reason = finish
-            self._cond.notify_all()
+            if finish is not None or self.count >= self._wake_at:
+                self._cond.notify_all()  # wake the reader only when it has something to do
 
     def _fail(self, exc: BaseException) -> None:
         with self._cond:
@@ -277,11 +299,11 @@ class Generation:
 class _Row:
     """Batcher-side state of one generation."""
 
-    def __init__(self, gen: Generation, step: StepModel, processors: list[Any], vq: int) -> None:
-        s = gen.sampling
-        self.gen, self.processors = gen, processors
+    def __init__(self, gen: Generation, parts: GPTParts) -> None:
+        s, step = gen.sampling, parts.step
+        self.gen, self.parts, self.processors = gen, parts, parts.make_processors(s)
         self.cache = step.new_cache(gen.emb.shape[0] + min(s.max_new_tokens, 256))
-        self.ids = torch.empty(vq, s.max_new_tokens, dtype=torch.long, device=step.device)
+        self.ids = torch.empty(parts.num_vq, s.max_new_tokens, dtype=torch.long, device=step.device)
         self.steps = 0
         self.generator: torch.Generator | None = None
         if s.manual_seed is not None:
@@ -290,35 +312,31 @@ class _Row:
 
 
 class Batcher:
-    """The thread that runs every generation's GPT steps, batched (see the module docstring).
+    """The engine's torch thread: runs every generation's GPT steps, batched (see the module
+    docstring), and, between steps, any other model work handed to it with :meth:`call`.
 
-    ``embed_code(ids [B, vq]) -> [B, hidden]`` embeds sampled tokens; ``heads(hidden [B, H])
-    -> logits [B, vq, audio_tokens]``; ``make_processors(sampling)`` gives ChatTTS's logits
-    processors for a row; ``eos`` is the end token."""
+    All heavy torch work of an engine runs on this one thread. On a small CPU this matters:
+    every thread that has run a parallel torch op keeps its own OpenMP worker threads, and once
+    there are more of those than cores, libgomp stops spin-waiting, which made GPT steps up to
+    twice as slow in measurements here (see README, Speed)."""
 
-    def __init__(
-        self,
-        step: StepModel,
-        *,
-        embed_code: Callable[[torch.Tensor], torch.Tensor],
-        heads: Callable[[torch.Tensor], torch.Tensor],
-        make_processors: Callable[[Sampling], list[Any]],
-        eos: int,
-        num_vq: int,
-        max_batch: int = 4,
-    ) -> None:
-        self.step_model = step
-        self.embed_code, self.heads, self.make_processors = embed_code, heads, make_processors
-        self.eos, self.num_vq, self.max_batch = eos, num_vq, max(1, max_batch)
+    def __init__(self, max_batch: int = 4) -> None:
+        self.parts: GPTParts | None = None  # the default model, set once it is loaded
+        self.max_batch = max(1, max_batch)
         # called on the batcher thread after every step with (rows, seconds): metrics, tests
         self.listeners: list[Callable[[int, float], None]] = []
         self._pending: collections.deque[Generation] = collections.deque()
+        self._tasks: collections.deque[tuple[Callable[[], Any], Future[Any]]] = collections.deque()
         self._cond = threading.Condition()
         self._closed = False
         self._thread: threading.Thread | None = None
         self.steps = 0  # GPT steps run (prefills included), for tests and metrics
-        self.rows_stepped = 0  # sum of batch sizes over the decode steps
-        self.max_rows_seen = 0
+
+    @property
+    def step_model(self) -> StepModel:
+        if self.parts is None:
+            raise RuntimeError("no model attached to the batcher yet")
+        return self.parts.step
 
     def submit(self, gen: Generation) -> Generation:
         """Queue ``gen``; it joins the batch before the next step that has room."""
@@ -327,14 +345,33 @@ class Batcher:
 
     def submit_all(self, gens: list[Generation]) -> None:
         """Queue several generations at once (they join the same step when there is room)."""
+        for gen in gens:
+            gen.parts = gen.parts or self.parts
+            if gen.parts is None:
+                raise RuntimeError("no model attached to the batcher yet")
         with self._cond:
-            if self._closed:
-                raise RuntimeError("the batcher is closed")
+            self._check_open()
             self._pending.extend(gens)
-            if self._thread is None:
-                self._thread = threading.Thread(target=self._loop, name="gpt-batcher", daemon=True)
-                self._thread.start()
             self._cond.notify_all()
+
+    def call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Run ``fn(*args, **kwargs)`` on the torch thread, between two GPT steps, and return
+        its result (or raise its exception). Called on the torch thread itself, runs inline."""
+        if threading.current_thread() is self._thread:
+            return fn(*args, **kwargs)
+        future: Future[T] = Future()
+        with self._cond:
+            self._check_open()
+            self._tasks.append((functools.partial(fn, *args, **kwargs), future))
+            self._cond.notify_all()
+        return future.result()
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise RuntimeError("the engine was closed")
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._loop, name="chattts-torch", daemon=True)
+            self._thread.start()
 
     def close(self) -> None:
         with self._cond:
@@ -346,27 +383,40 @@ class Batcher:
 
     def _loop(self) -> None:
         rows: list[_Row] = []
-        with torch.inference_mode():
-            while True:
-                with self._cond:
-                    if not rows:
-                        self._cond.wait_for(lambda: self._closed or bool(self._pending))
-                    if self._closed:
-                        for gen in [*self._pending, *(r.gen for r in rows)]:
-                            gen._fail(RuntimeError("the engine was closed"))
-                        self._pending.clear()
-                        return
-                    joining: list[Generation] = []
-                    while self._pending and len(rows) + len(joining) < self.max_batch:
-                        joining.append(self._pending.popleft())
+        while True:
+            with self._cond:
+                if not rows:
+                    self._cond.wait_for(lambda: self._closed or bool(self._pending or self._tasks))
+                tasks = list(self._tasks)
+                self._tasks.clear()
+                if self._closed:
+                    closed = RuntimeError("the engine was closed")
+                    for gen in [*self._pending, *(r.gen for r in rows)]:
+                        gen._fail(closed)
+                    for _, future in tasks:
+                        future.set_exception(closed)
+                    self._pending.clear()
+                    return
+                joining: list[Generation] = []
+                while self._pending and len(rows) + len(joining) < self.max_batch:
+                    joining.append(self._pending.popleft())
+            for task, future in tasks:
+                try:
+                    future.set_result(task())
+                except BaseException as exc:
+                    future.set_exception(exc)
+            with torch.inference_mode():
                 for gen in joining:
                     row = self._prefill(gen)
                     if row is not None and not gen.done:
                         rows.append(row)
                 rows = [r for r in rows if self._keep(r)]
-                if rows:
-                    self._decode(rows)
-                    rows = [r for r in rows if not r.gen.done]
+                models: dict[int, list[_Row]] = {}  # engines sharing this thread: one step each
+                for r in rows:
+                    models.setdefault(id(r.parts), []).append(r)
+                for group in models.values():
+                    self._decode(group[0].parts, group)
+                rows = [r for r in rows if not r.gen.done]
 
     def _keep(self, row: _Row) -> bool:
         if row.gen.done:
@@ -381,36 +431,38 @@ class Batcher:
             if not gen.wanted():
                 gen._publish(None, "cancelled")
                 return None
-            row = _Row(gen, self.step_model, self.make_processors(gen.sampling), self.num_vq)
+            assert gen.parts is not None
+            parts = gen.parts
+            row = _Row(gen, parts)
             started = time.perf_counter()
-            hidden = self.step_model.forward(gen.emb, [(row.cache, gen.emb.shape[0])])
-            self._after([row], hidden[-1:], started)
+            hidden = parts.step.forward(gen.emb, [(row.cache, gen.emb.shape[0])])
+            self._after(parts, [row], hidden[-1:], started)
             return row
         except Exception as exc:
             log.exception("GPT prefill failed")
             gen._fail(exc)
             return None
 
-    def _decode(self, rows: list[_Row]) -> None:
+    def _decode(self, parts: GPTParts, rows: list[_Row]) -> None:
         started = time.perf_counter()
         try:
             last = torch.stack([r.last for r in rows if r.last is not None])
-            emb = self.embed_code(last)
-            hidden = self.step_model.forward(emb, [(r.cache, 1) for r in rows])
-            self.rows_stepped += len(rows)
-            self.max_rows_seen = max(self.max_rows_seen, len(rows))
-            self._after(rows, hidden, started)
+            emb = parts.embed_code(last)
+            hidden = parts.step.forward(emb, [(r.cache, 1) for r in rows])
+            self._after(parts, rows, hidden, started)
         except Exception as exc:
             log.exception("GPT step failed for %d rows", len(rows))
             for r in rows:
                 r.gen._fail(exc)
 
-    def _after(self, rows: list[_Row], hidden: torch.Tensor, started: float) -> None:
-        logits = self.heads(hidden)  # [B, vq, tokens]
+    def _after(
+        self, parts: GPTParts, rows: list[_Row], hidden: torch.Tensor, started: float
+    ) -> None:
+        logits = parts.heads(hidden)  # [B, vq, tokens]
         for i, row in enumerate(rows):
-            token = self._sample(row, logits[i])
+            token = self._sample(row, logits[i], parts.eos)
             gen, s = row.gen, row.gen.sampling
-            if bool(token.eq(self.eos).any()):
+            if bool(token.eq(parts.eos).any()):
                 gen.ids = row.ids[:, : row.steps]
                 gen._publish(None, "stop")
                 continue
@@ -426,7 +478,7 @@ class Batcher:
         for listener in list(self.listeners):
             listener(len(rows), took)
 
-    def _sample(self, row: _Row, logits: torch.Tensor) -> torch.Tensor:
+    def _sample(self, row: _Row, logits: torch.Tensor, eos: int) -> torch.Tensor:
         """ChatTTS's sampling for one row: temperature, its processors, min-length, multinomial
         (re-seeded every step when the request has a ``manual_seed``, as ChatTTS does)."""
         s = row.gen.sampling
@@ -436,7 +488,7 @@ class Batcher:
             logits = proc(history, logits)
         if row.steps < s.min_new_tokens or (row.steps == 0 and s.manual_seed is None):
             # ChatTTS re-draws an empty result when unseeded (ensure_non_empty): same outcome
-            logits[:, self.eos] = -torch.inf
+            logits[:, eos] = -torch.inf
         scores = F.softmax(logits, dim=-1)
         if row.generator is not None:
             assert s.manual_seed is not None

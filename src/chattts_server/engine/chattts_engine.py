@@ -16,9 +16,9 @@ import secrets
 import threading
 import time
 import warnings
-from collections.abc import Generator, Iterator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import numpy as np
 
@@ -35,6 +35,7 @@ from .base import (
 from .batching import (
     Batcher,
     Generation,
+    GPTParts,
     PackedLinear,
     Sampling,
     StepModel,
@@ -62,6 +63,7 @@ from .voices import (
 
 log = logging.getLogger(__name__)
 
+T = TypeVar("T")
 SAMPLE_RATE = 24000
 NUM_AUDIO_TOKENS = 626
 MAX_PAUSE_MS = 10_000
@@ -137,13 +139,17 @@ def select_device(name: str) -> Any:
 class ChatTTSEngine:
     """:class:`~.base.Engine` on ``ChatTTS.Chat``."""
 
-    def __init__(self, config: EngineConfig | None = None) -> None:
+    def __init__(self, config: EngineConfig | None = None, batcher: Batcher | None = None) -> None:
+        """``batcher``: share another engine's torch thread (benchmarks comparing models in one
+        process); by default the engine has its own."""
         self.config = config or EngineConfig()
         self._chat: Any = None
         self._model: ModelInfo | None = None
         self._device = "unloaded"
         self._lock = threading.Lock()  # refine text: ChatTTS's own loop, one at a time
-        self._batcher: Batcher | None = None
+        self._owns_batcher = batcher is None
+        self._batcher = batcher or Batcher(self.config.max_batch)
+        self.parts: GPTParts | None = None
         self._normalizers: dict[str, str] = {}
         self.packed = False
 
@@ -174,6 +180,12 @@ class ChatTTSEngine:
         return dict(self._normalizers)
 
     def load(self) -> None:
+        # on the torch thread: the weights, warm-up and every later step share one thread
+        self._batcher.call(self._load)
+        if self.config.warmup:
+            self._warm_up()
+
+    def _load(self) -> None:
         import ChatTTS
         import transformers
 
@@ -198,11 +210,11 @@ class ChatTTSEngine:
             _freeze_weight_norm(chat)
         _set_gpt_precision(chat, self.config.gpt_dtype, device)
         self.packed = self._pack(chat, device)
-        self._batcher = self._make_batcher(chat)
+        self.parts = self._gpt_parts(chat)
+        if self._owns_batcher:
+            self._batcher.parts = self.parts
         self._register_normalizers(chat)
         self._chat, self._model, self._device = chat, resolved.info, str(device)
-        if self.config.warmup:
-            self._warm_up()
         log.info(
             "model loaded from %s (%s) in %.2fs",
             resolved.root,
@@ -212,12 +224,13 @@ class ChatTTSEngine:
 
     def close(self) -> None:
         self._chat = None
-        if self._batcher is not None:
+        if self._owns_batcher:
             self._batcher.close()
 
     @property
-    def batcher(self) -> Batcher | None:
-        """The GPT step loop shared by all requests (None before ``load``)."""
+    def batcher(self) -> Batcher:
+        """The torch thread: the batched GPT step loop shared by all requests, and all other
+        model work (decoding, reference encoding) between its steps."""
         return self._batcher
 
     def _pack(self, chat: Any, device: Any) -> bool:
@@ -230,7 +243,7 @@ class ChatTTSEngine:
         log.info("%d GPT linear layers packed for oneDNN", n)
         return n > 0
 
-    def _make_batcher(self, chat: Any) -> Batcher:
+    def _gpt_parts(self, chat: Any) -> GPTParts:
         import torch
         from ChatTTS.model.processors import gen_logits
 
@@ -253,15 +266,7 @@ class ChatTTSEngine:
             warpers, procs = gen_logits(eos, s.top_p, s.top_k, s.repetition_penalty)
             return [*procs, *warpers]
 
-        return Batcher(
-            StepModel(chat.gpt.gpt),
-            embed_code=embed_code,
-            heads=logits,
-            make_processors=processors,
-            eos=eos,
-            num_vq=vq,
-            max_batch=self.config.max_batch,
-        )
+        return GPTParts(StepModel(chat.gpt.gpt), embed_code, logits, processors, eos, vq)
 
     def synthesize(self, request: SynthesisRequest) -> Synthesis:
         if self._chat is None:
@@ -405,7 +410,7 @@ class ChatTTSEngine:
                 raise EngineNotReadyError("the engine was closed")
             spk_smp = p.voice.ref_tokens
             if p.voice.ref_pcm is not None:
-                spk_smp = chat.sample_audio_speaker(p.voice.ref_pcm)
+                spk_smp = self._batcher.call(_no_grad, chat.sample_audio_speaker, p.voice.ref_pcm)
             txt_smp = self._normalize(p.voice.ref_text, p.lang) if spk_smp else None
             n = len(p.segments)
             for i, segment in enumerate(p.segments):
@@ -461,9 +466,7 @@ class ChatTTSEngine:
         if r.refine_text:
             text = self._refine(chat, text, r, token)
         batcher = self._batcher
-        if batcher is None:
-            raise EngineNotReadyError("the engine was closed")
-        emb = self._prompt(chat, text, p, spk_smp, txt_smp)
+        emb = batcher.call(_no_grad, self._prompt, chat, text, p, spk_smp, txt_smp)
         sampling = Sampling(
             temperature=r.temperature,
             top_p=r.top_p,
@@ -472,9 +475,10 @@ class ChatTTSEngine:
             max_new_tokens=p.max_new_tokens,
             manual_seed=r.manual_seed,
         )
-        gen = batcher.submit(Generation(emb, sampling, cancelled=lambda: token.cancelled))
+        gen = Generation(emb, sampling, cancelled=lambda: token.cancelled, parts=self.parts)
+        batcher.submit(gen)
         decoder = WindowDecoder(
-            lambda hidden: chat._decode_to_wavs([hidden], True)[0],
+            lambda hidden: batcher.call(chat._decode_to_wavs, [hidden], True)[0],
             first=cfg.stream_first_tokens,
             chunk=cfg.stream_chunk_tokens,
             context=cfg.stream_context_tokens,
@@ -519,7 +523,9 @@ class ChatTTSEngine:
         )
         with self._lock:  # ChatTTS's loop: one interrupt context and generator per Chat
             chat.context = _RequestContext(token)
-            refined = chat._refine_text(text, chat.device, params)
+            # a long loop: in a thread of its own, not between the batched GPT steps; the
+            # thread ends afterwards, and its OpenMP workers with it
+            refined = _in_new_thread(chat._refine_text, text, chat.device, params)
         ids = [i[i.less(chat.tokenizer.break_0_ids)] for i in refined.ids]
         out = chat.tokenizer.decode(ids)[0]
         return str(out) if out.strip() else text
@@ -556,6 +562,32 @@ class ChatTTSEngine:
             for _ in self.synthesize(req):
                 pass
         log.info("warm-up done in %.2fs", time.perf_counter() - started)
+
+
+def _no_grad(fn: Callable[..., T], *args: Any) -> T:
+    import torch
+
+    with torch.inference_mode():
+        return fn(*args)
+
+
+def _in_new_thread(fn: Callable[..., T], *args: Any) -> T:
+    """Run ``fn`` on a short-lived thread and return its result (or raise its error)."""
+    result: list[T] = []
+    error: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            result.append(_no_grad(fn, *args))
+        except BaseException as exc:
+            error.append(exc)
+
+    thread = threading.Thread(target=run, name="chattts-refine")
+    thread.start()
+    thread.join()
+    if error:
+        raise error[0]
+    return result[0]
 
 
 def _set_gpt_precision(chat: Any, dtype: str, device: Any) -> None:

@@ -65,10 +65,15 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        loader = None if engine.ready else asyncio.create_task(_load(app, engine, on_fatal))
+        loader = None
+        if engine.ready:
+            _watch_steps(engine, metrics)
+        else:
+            loader = asyncio.create_task(_load(app, engine, on_fatal))
         yield
         if loader is not None:
             loader.cancel()
+        _watch_steps(engine, metrics, stop=True)
         worker.shutdown()
         store.close()
 
@@ -126,11 +131,24 @@ async def _load(
 ) -> None:
     try:
         await asyncio.to_thread(engine.load)
+        _watch_steps(engine, app.state.metrics)
     except Exception as exc:
         app.state.load_error = str(exc)
         log.error("model failed to load: %s", exc)
         if on_fatal is not None:
             on_fatal(exc)
+
+
+def _watch_steps(engine: Engine, metrics: Metrics, stop: bool = False) -> None:
+    """Feed the batcher's steps (engines that batch) into the metrics; ``stop`` detaches."""
+    batcher = getattr(engine, "batcher", None)
+    if batcher is None:
+        return
+    if stop:
+        if metrics.observe_step in batcher.listeners:
+            batcher.listeners.remove(metrics.observe_step)
+    elif metrics.observe_step not in batcher.listeners:
+        batcher.listeners.append(metrics.observe_step)
 
 
 def request_id(request: Request) -> str:

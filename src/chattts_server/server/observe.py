@@ -41,6 +41,23 @@ class Metrics:
         self.audio_seconds = Counter(
             "chattts_audio_seconds", "seconds of audio produced", registry=r
         )
+        self.gpt_batch_rows = Histogram(
+            "chattts_gpt_batch_rows",
+            "requests sharing each GPT step (continuous batching)",
+            buckets=(1, 2, 3, 4, 6, 8, 16, 32, 64),
+            registry=r,
+        )
+        self.gpt_step_seconds = Histogram(
+            "chattts_gpt_step_seconds",
+            "wall time of one batched GPT step (prefills included)",
+            buckets=(0.005, 0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28),
+            registry=r,
+        )
+
+    def observe_step(self, rows: int, seconds: float) -> None:
+        """A batcher listener (runs on the batcher thread; prometheus_client is thread-safe)."""
+        self.gpt_batch_rows.observe(rows)
+        self.gpt_step_seconds.observe(seconds)
 
 
 @dataclass

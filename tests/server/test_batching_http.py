@@ -1,0 +1,82 @@
+"""Concurrent HTTP requests share GPT steps (max_batch > 1), end to end through ChatTTS."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import httpx
+
+from chattts_server.server import create_app
+from conftest import LiveServer, make_settings
+
+BODY = {"seed": 3, "manual_seed": 11, "format": "pcm",
+        "extensions": {"min_new_tokens": 40, "max_new_tokens": 40}}  # fmt: skip
+TEXTS = ["First of three.", "第二个请求。", "And the third one."]
+
+
+def test_concurrent_requests_share_steps_and_get_their_own_audio(engine: Any) -> None:
+    rows: list[int] = []
+    app = create_app(make_settings(max_batch=4, max_queue=0), engine)
+    with LiveServer(app) as srv, httpx.Client(base_url=srv.url, timeout=120) as c:
+        solo = [c.post("/v1/tts", json={**BODY, "text": t}) for t in TEXTS]
+        assert all(r.status_code == 200 and len(r.content) > 1000 for r in solo)
+        alone = [r.content for r in solo]
+        engine.batcher.listeners.append(lambda n, _: rows.append(n))
+        try:
+            results: dict[int, httpx.Response] = {}
+            barrier = threading.Barrier(len(TEXTS))
+
+            def post(i: int) -> None:
+                with httpx.Client(base_url=srv.url, timeout=120) as own:
+                    barrier.wait()
+                    results[i] = own.post("/v1/tts", json={**BODY, "text": TEXTS[i]})
+
+            threads = [threading.Thread(target=post, args=(i,)) for i in range(len(TEXTS))]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join(120)
+        finally:
+            engine.batcher.listeners.pop()
+        metrics = c.get("/metrics").text
+    assert [results[i].status_code for i in range(3)] == [200, 200, 200]
+    assert max(rows) >= 2  # at least two requests were in one GPT step
+    for i in range(3):  # each got exactly the audio it gets alone
+        assert results[i].content == alone[i]
+    assert "chattts_gpt_batch_rows_bucket" in metrics
+    count = next(
+        float(line.split()[-1])
+        for line in metrics.splitlines()
+        if line.startswith("chattts_gpt_step_seconds_count")
+    )
+    assert count >= len(rows)
+
+
+def test_max_batch_requests_run_at_once_and_the_next_gets_503(engine: Any) -> None:
+    """max_batch=2, max_queue=0: two streams run side by side; a third is turned away."""
+    long = {"text": " ".join(f"Sentence number {i}." for i in range(12)), "seed": 1,
+            "extensions": {"min_new_tokens": 48}}  # fmt: skip
+    app = create_app(make_settings(max_batch=2, max_queue=0), engine)
+    with LiveServer(app) as srv, httpx.Client(base_url=srv.url, timeout=60) as c:
+        streams = []
+        try:
+            for _ in range(2):  # both start and stay open: the client reads no further
+                client = httpx.Client(base_url=srv.url, timeout=60)
+                req = client.build_request(
+                    "POST", "/v1/tts?stream=true", json=long,
+                    headers={"Accept": "text/event-stream"},
+                )  # fmt: skip
+                resp = client.send(req, stream=True)
+                lines = resp.iter_lines()
+                assert any(line.startswith("event: audio") for line in lines)
+                streams.append((client, resp, lines))
+            assert app.state.worker.depth == 2
+            third = c.post("/v1/tts", json=long)
+            assert third.status_code == 503
+            assert third.json()["error"]["code"] == "overloaded"
+            assert "chattts_in_flight 2.0" in c.get("/metrics").text
+        finally:
+            for client, resp, _ in streams:
+                resp.close()
+                client.close()
