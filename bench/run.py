@@ -253,6 +253,9 @@ class Bench:
 
     def _logit_error(self, other: Any) -> tuple[float, float]:
         """Max |logit difference| and top-1 agreement against stock, on 128 random inputs."""
+        return self.torch.call(self._logit_error_here, other)
+
+    def _logit_error_here(self, other: Any) -> tuple[float, float]:
         import torch
 
         torch.manual_seed(0)
@@ -264,7 +267,7 @@ class Bench:
                 hidden = gpt.gpt(inputs_embeds=emb.to(gpt.gpt.dtype)).last_hidden_state.float()
                 return torch.stack([h(hidden) for h in chat.embed.head_code], -1)
 
-        a, b = self.torch.call(logits, self.stock), self.torch.call(logits, other._chat)
+        a, b = logits(self.stock), logits(other._chat)
         top1 = (a.argmax(-2) == b.argmax(-2)).float().mean().item()
         return float((a - b).abs().max()), top1
 
@@ -296,8 +299,12 @@ class Bench:
         from chattts_server.engine.batching import Generation, Sampling
 
         p = engine._prepare(SynthesisRequest(TEXT, spk_emb=self.spk))
-        with torch.inference_mode():
-            emb = engine._prompt(engine._chat, text, p, None, None)
+
+        def prompt() -> Any:
+            with torch.inference_mode():
+                return engine._prompt(engine._chat, text, p, None, None)
+
+        emb = self.torch.call(prompt)  # sizeable torch ops stay on the torch thread
         s = Sampling(min_new_tokens=n, max_new_tokens=n, manual_seed=7)
         gen = engine.batcher.submit(Generation(emb, s, parts=engine.parts))
         for _ in gen.updates(None):
