@@ -78,3 +78,18 @@ def test_make_test_model(tmp_path: Path) -> None:
     assert r.returncode == 0, r.stderr
     assert (tmp_path / "m" / "chattts-server-model.json").is_file()
     assert (tmp_path / "m" / "asset" / "tokenizer" / "tokenizer.json").is_file()
+
+
+def test_the_cli_and_the_engine_package_import_without_torch() -> None:
+    """torch (seconds to import) loads when an engine is made, not for ``--help`` or ``say``."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, chattts_server.cli, chattts_server.settings, chattts_server.engine, "
+        "chattts_server.server; print(sorted({m.split('.')[0] for m in sys.modules} & "
+        "{'torch', 'ChatTTS', 'transformers'}))"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "[]"

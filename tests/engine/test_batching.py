@@ -256,3 +256,34 @@ def test_packed_linear_matches_linear_and_rows_are_independent() -> None:
         for n in (1, 2, 3, 5):
             assert torch.equal(packed(x[:n]), y[:n])
         assert packed(x.view(7, 1, 96)).shape == (7, 1, 80)
+
+
+def test_model_work_runs_on_the_torch_thread(
+    engine: ChatTTSEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Decoding and reference encoding run on the torch thread, not the caller's (a second
+    thread with OpenMP workers slows every GPT step on a small CPU)."""
+    import io
+
+    import soundfile as sf
+
+    chat = engine._chat
+    seen: list[tuple[str, str]] = []
+
+    def spy(kind: str, fn: Any) -> Any:
+        def wrapped(*args: Any, **kwargs: Any) -> Any:
+            seen.append((kind, threading.current_thread().name))
+            return fn(*args, **kwargs)
+
+        return wrapped
+
+    monkeypatch.setattr(chat, "_decode_to_wavs", spy("decode", chat._decode_to_wavs))
+    monkeypatch.setattr(chat, "sample_audio_speaker", spy("encode", chat.sample_audio_speaker))
+    buf = io.BytesIO()
+    sf.write(buf, np.zeros(16000, np.float32) + 0.01, 16000, format="WAV")
+    req = SynthesisRequest(text=TEXT, ref_audio=buf.getvalue(), ref_text="参考", incremental=True,
+                           max_new_tokens=24)  # fmt: skip
+    assert np.concatenate([c.pcm for c in engine.synthesize(req)]).size > 0
+    assert engine.encode_reference(buf.getvalue())
+    assert {kind for kind, _ in seen} == {"decode", "encode"}
+    assert {name for _, name in seen} == {"chattts-torch"}, seen

@@ -1,12 +1,13 @@
 """The engine on the real ``chattts`` package.
 
-One ``ChatTTS.Chat`` per engine. Syntheses run concurrently: each request's thread prepares its
-prompts and decodes its own audio (DVAE decoder + Vocos), while the GPT steps of all requests
-run batched on one :class:`~.batching.Batcher` thread, which checks each request's cancel token
-between steps, so cancelling one request never stops another. Text is split into segments (see
-:mod:`.text`) that are synthesized one after another, each yielded as soon as it is decoded.
-Streaming and non-streaming share this path, so they give the same samples. Refining text uses
-ChatTTS's own text GPT loop, one request at a time.
+One ``ChatTTS.Chat`` per engine. Syntheses run concurrently, each iterated on its caller's
+thread, while all heavy model work runs on the engine's one torch thread
+(:class:`~.batching.Batcher`): the GPT steps of all requests, batched, and between them each
+request's decoding (DVAE decoder + Vocos) and reference-clip encoding. The batcher checks each
+request's cancel token between steps, so cancelling one request never stops another. Text is
+split into segments (see :mod:`.text`) that are synthesized one after another, each yielded as
+soon as it is decoded. Streaming and non-streaming share this path, so they give the same
+samples. Refining text uses ChatTTS's own text GPT loop, one request at a time.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import time
 import warnings
 from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass
-from typing import Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import numpy as np
 
@@ -31,16 +32,6 @@ from .base import (
     Synthesis,
     SynthesisRequest,
     SynthesisStats,
-)
-from .batching import (
-    Batcher,
-    Generation,
-    GPTParts,
-    PackedLinear,
-    Sampling,
-    StepModel,
-    pack_linears,
-    packing_available,
 )
 from .errors import (
     EngineNotReadyError,
@@ -62,6 +53,9 @@ from .voices import (
 )
 
 log = logging.getLogger(__name__)
+
+if TYPE_CHECKING:  # torch is imported when an engine is made, not with this module
+    from .batching import Batcher, GPTParts
 
 T = TypeVar("T")
 SAMPLE_RATE = 24000
@@ -147,6 +141,8 @@ class ChatTTSEngine:
         self._model: ModelInfo | None = None
         self._device = "unloaded"
         self._lock = threading.Lock()  # refine text: ChatTTS's own loop, one at a time
+        from .batching import Batcher
+
         self._owns_batcher = batcher is None
         self._batcher = batcher or Batcher(self.config.max_batch)
         self.parts: GPTParts | None = None
@@ -234,6 +230,8 @@ class ChatTTSEngine:
         return self._batcher
 
     def _pack(self, chat: Any, device: Any) -> bool:
+        from .batching import pack_linears, packing_available
+
         if not self.config.pack_weights or device.type != "cpu":
             return False
         if not packing_available():
@@ -246,6 +244,8 @@ class ChatTTSEngine:
     def _gpt_parts(self, chat: Any) -> GPTParts:
         import torch
         from ChatTTS.model.processors import gen_logits
+
+        from .batching import GPTParts, PackedLinear, Sampling, StepModel
 
         vq = int(chat.config.gpt.num_vq)
         eos = int(chat.config.gpt.num_audio_tokens) - 1
@@ -290,14 +290,12 @@ class ChatTTSEngine:
 
     def encode_reference(self, ref_audio: bytes) -> str:
         """Encode a reference clip into ChatTTS prompt tokens (``spk_smp``), reusable later as
-        ``SynthesisRequest.ref_tokens``. Runs the DVAE encoder under the model lock."""
-        import torch
-
-        if self._chat is None:
+        ``SynthesisRequest.ref_tokens``. Runs the DVAE encoder on the torch thread."""
+        chat = self._chat
+        if chat is None:
             raise EngineNotReadyError("the model is not loaded yet")
         pcm = self._reference_pcm(ref_audio)
-        with self._lock, torch.inference_mode():
-            return str(self._chat.sample_audio_speaker(pcm))
+        return str(self._batcher.call(_no_grad, chat.sample_audio_speaker, pcm))
 
     def _reference_pcm(self, ref_audio: bytes) -> np.ndarray:
         return decode_reference(
@@ -462,6 +460,8 @@ class ChatTTSEngine:
         token: CancelToken,
     ) -> Generator[np.ndarray, None, int]:
         """Yield the segment's audio (whole, or in pieces when incremental); return its tokens."""
+        from .batching import Generation, Sampling
+
         r, cfg = p.request, self.config
         if r.refine_text:
             text = self._refine(chat, text, r, token)
