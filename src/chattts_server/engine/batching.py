@@ -71,8 +71,9 @@ def packing_available() -> bool:
         with torch.inference_mode():
             lin = nn.Linear(64, 48)
             x = torch.randn(5, 64)
-            packed = PackedLinear(lin)(x)
-            rows = torch.cat([PackedLinear(lin)(x[i : i + 1]) for i in range(5)])
+            layer = PackedLinear(lin)
+            packed = layer(x)
+            rows = torch.cat([layer(x[i : i + 1]) for i in range(5)])
             return bool(
                 torch.allclose(packed, F.linear(x, lin.weight, lin.bias), atol=1e-5)
                 and torch.equal(packed, rows)
@@ -124,10 +125,6 @@ class KVCache:
             new[:, : self.length] = old[:, : self.length]
             store[layer] = new
 
-    @property
-    def nbytes(self) -> int:
-        return sum(t.numel() * t.element_size() for t in (*self.k, *self.v))
-
 
 class StepModel:
     """A Llama forward over ChatTTS's ``LlamaModel`` modules, for rows with their own caches."""
@@ -151,6 +148,8 @@ class StepModel:
         cache and how many of the N positions are its. Returns the final hidden states [N, H]
         (float32) and commits the new positions to the caches. A row with more than one new
         position (a prefill) must start from an empty cache."""
+        for cache, n in rows:
+            assert n == 1 or cache.length == 0, "a prefill must start from an empty cache"
         llama = self.llama
         x = x.to(self.dtype)
         positions = torch.cat([torch.arange(c.length, c.length + n) for c, n in rows])
@@ -181,7 +180,6 @@ class StepModel:
             x = x + attn.o_proj(out.reshape(-1, self.heads * self.head_dim))
             x = x + layer.mlp(layer.post_attention_layernorm(x))
         for cache, n in rows:
-            assert n == 1 or cache.length == 0, "a prefill must start from an empty cache"
             cache.length += n
         return llama.norm(x).float()
 
@@ -264,7 +262,7 @@ class Generation:
         while True:
             with self._cond:
                 self._wake_at = float("inf") if every is None else seen + every
-                self._cond.wait_for(self._ready_after(seen, every))
+                self._cond.wait_for(lambda: self.done or self.count >= self._wake_at)
                 count, done = self.count, self.done
             if self.error is not None:
                 raise self.error
@@ -272,12 +270,6 @@ class Generation:
             if done:
                 return
             seen = count
-
-    def _ready_after(self, seen: int, every: int | None) -> Callable[[], bool]:
-        def ready() -> bool:
-            return self.done or (every is not None and self.count >= seen + every)
-
-        return ready
 
     def _publish(self, hidden: torch.Tensor | None, finish: str | None) -> None:
         with self._cond:
@@ -308,7 +300,6 @@ class _Row:
         self.generator: torch.Generator | None = None
         if s.manual_seed is not None:
             self.generator = torch.Generator(device=step.device)
-        self.last: torch.Tensor | None = None
 
 
 class Batcher:
@@ -330,7 +321,6 @@ class Batcher:
         self._cond = threading.Condition()
         self._closed = False
         self._thread: threading.Thread | None = None
-        self.steps = 0  # GPT steps run (prefills included), for tests and metrics
 
     @property
     def step_model(self) -> StepModel:
@@ -446,7 +436,7 @@ class Batcher:
     def _decode(self, parts: GPTParts, rows: list[_Row]) -> None:
         started = time.perf_counter()
         try:
-            last = torch.stack([r.last for r in rows if r.last is not None])
+            last = torch.stack([r.ids[:, r.steps - 1] for r in rows])  # each row's newest token
             emb = parts.embed_code(last)
             hidden = parts.step.forward(emb, [(r.cache, 1) for r in rows])
             self._after(parts, rows, hidden, started)
@@ -461,19 +451,15 @@ class Batcher:
         logits = parts.heads(hidden)  # [B, vq, tokens]
         for i, row in enumerate(rows):
             token = self._sample(row, logits[i], parts.eos)
-            gen, s = row.gen, row.gen.sampling
-            if bool(token.eq(parts.eos).any()):
-                gen.ids = row.ids[:, : row.steps]
-                gen._publish(None, "stop")
-                continue
-            row.ids[:, row.steps] = token
-            row.steps += 1
-            row.last = token
-            finish = "length" if row.steps >= s.max_new_tokens else None
+            stop = bool(token.eq(parts.eos).any())  # the end token's step adds no audio
+            if not stop:
+                row.ids[:, row.steps] = token
+                row.steps += 1
+            full = row.steps >= row.gen.sampling.max_new_tokens
+            finish = "stop" if stop else "length" if full else None
             if finish:
-                gen.ids = row.ids[:, : row.steps]
-            gen._publish(hidden[i], finish)
-        self.steps += 1
+                row.gen.ids = row.ids[:, : row.steps]
+            row.gen._publish(None if stop else hidden[i], finish)
         took = time.perf_counter() - started
         for listener in list(self.listeners):
             listener(len(rows), took)
@@ -490,9 +476,7 @@ class Batcher:
             # ChatTTS re-draws an empty result when unseeded (ensure_non_empty): same outcome
             logits[:, eos] = -torch.inf
         scores = F.softmax(logits, dim=-1)
-        if row.generator is not None:
-            assert s.manual_seed is not None
-            return torch.multinomial(scores, 1, generator=row.generator.manual_seed(s.manual_seed))[
-                :, 0
-            ]
-        return torch.multinomial(scores, 1)[:, 0]
+        generator = None
+        if row.generator is not None and s.manual_seed is not None:
+            generator = row.generator.manual_seed(s.manual_seed)
+        return torch.multinomial(scores, 1, generator=generator)[:, 0]

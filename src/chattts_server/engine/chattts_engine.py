@@ -295,7 +295,7 @@ class ChatTTSEngine:
         if chat is None:
             raise EngineNotReadyError("the model is not loaded yet")
         pcm = self._reference_pcm(ref_audio)
-        return str(self._batcher.call(_no_grad, chat.sample_audio_speaker, pcm))
+        return str(self._batcher.call(_inference_mode, chat.sample_audio_speaker, pcm))
 
     def _reference_pcm(self, ref_audio: bytes) -> np.ndarray:
         return decode_reference(
@@ -408,7 +408,9 @@ class ChatTTSEngine:
                 raise EngineNotReadyError("the engine was closed")
             spk_smp = p.voice.ref_tokens
             if p.voice.ref_pcm is not None:
-                spk_smp = self._batcher.call(_no_grad, chat.sample_audio_speaker, p.voice.ref_pcm)
+                spk_smp = self._batcher.call(
+                    _inference_mode, chat.sample_audio_speaker, p.voice.ref_pcm
+                )
             txt_smp = self._normalize(p.voice.ref_text, p.lang) if spk_smp else None
             n = len(p.segments)
             for i, segment in enumerate(p.segments):
@@ -466,7 +468,7 @@ class ChatTTSEngine:
         if r.refine_text:
             text = self._refine(chat, text, r, token)
         batcher = self._batcher
-        emb = batcher.call(_no_grad, self._prompt, chat, text, p, spk_smp, txt_smp)
+        emb = batcher.call(_inference_mode, self._prompt, chat, text, p, spk_smp, txt_smp)
         sampling = Sampling(
             temperature=r.temperature,
             top_p=r.top_p,
@@ -564,7 +566,7 @@ class ChatTTSEngine:
         log.info("warm-up done in %.2fs", time.perf_counter() - started)
 
 
-def _no_grad(fn: Callable[..., T], *args: Any) -> T:
+def _inference_mode(fn: Callable[..., T], *args: Any) -> T:
     import torch
 
     with torch.inference_mode():
@@ -578,7 +580,7 @@ def _in_new_thread(fn: Callable[..., T], *args: Any) -> T:
 
     def run() -> None:
         try:
-            result.append(_no_grad(fn, *args))
+            result.append(_inference_mode(fn, *args))
         except BaseException as exc:
             error.append(exc)
 
