@@ -1,0 +1,3 @@
+module github.com/chattts-server/chattts-server/clients/go
+
+go 1.23

@@ -1,0 +1,343 @@
+package chattts
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"iter"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+)
+
+// Audio is a whole audio file.
+type Audio struct {
+	Data        []byte
+	Format      string // wav, pcm, mp3, opus, flac, aac
+	ContentType string
+	SampleRate  int
+	DurationMS  int64 // from X-Audio-Duration-Ms (or the fallback's WAV header); 0 if unknown
+	RequestID   string
+	Endpoint    string
+	// IgnoredFields are request fields the server ignored (X-Ignored-Fields).
+	IgnoredFields []string
+	// VoiceWarning is the server's X-Voice-Warning (a saved voice made with other weights).
+	VoiceWarning string
+	// Fallback: this is the configured fallback audio, not the server's synthesis.
+	Fallback bool
+}
+
+// PCM returns the audio's 16-bit samples: the data chunk of a WAV file, or the bytes of a
+// pcm one. Other formats need a decoder this package does not have.
+func (a *Audio) PCM() ([]byte, error) {
+	switch a.Format {
+	case "pcm":
+		return a.Data, nil
+	case "wav":
+		_, pcm, err := DecodeWAV(a.Data)
+		return pcm, err
+	}
+	return nil, fmt.Errorf("chattts: no PCM decoder for %s audio", a.Format)
+}
+
+var formatTypes = map[string]string{
+	"wav": "audio/wav", "pcm": "audio/pcm", "mp3": "audio/mpeg", "opus": "audio/ogg",
+	"flac": "audio/flac", "aac": "audio/aac",
+}
+
+func (c *Client) ttsBody(req *TTSRequest, stream bool) ([]byte, error) {
+	if req == nil {
+		return nil, &ValidationError{"text", "missing_field", "the request is nil"}
+	}
+	if c.validate {
+		if err := req.Validate(); err != nil {
+			return nil, err
+		}
+	}
+	return jsonBody(wireTTS{TTSRequest: req, Stream: stream})
+}
+
+// Synthesize turns req into one audio file (req.Format, default WAV), retrying per the
+// policy. When fallback audio is configured and the server cannot answer, it returns the
+// fallback (Audio.Fallback) together with a *FallbackError: errors.Is(err,
+// ErrFallbackUsed) means the audio is usable.
+func (c *Client) Synthesize(ctx context.Context, req *TTSRequest) (*Audio, error) {
+	body, err := c.ttsBody(req, false)
+	if err != nil {
+		return nil, err
+	}
+	s := &spec{op: "synthesize", method: http.MethodPost, path: "/v1/tts", body: body,
+		idempotent: true, guarded: true, retries: true, text: req.Text}
+	if ct, ok := formatTypes[req.Format]; ok {
+		s.accept = ct
+	}
+	return c.audioCall(ctx, s)
+}
+
+// audioCall runs a call whose answer is a whole audio file; fallback and log included.
+func (c *Client) audioCall(ctx context.Context, s *spec) (*Audio, error) {
+	cl, err := c.newCall(ctx, s)
+	if err != nil {
+		return nil, err
+	}
+	var audio *Audio
+	s.handle = func(a *attempt) error {
+		data, rerr := io.ReadAll(a.body)
+		if rerr != nil {
+			return rerr
+		}
+		audio, rerr = audioOf(a, data)
+		return rerr
+	}
+	a, err := cl.run()
+	if err != nil {
+		fb, ferr := c.fallbackFor(ctx, err)
+		if fb != nil {
+			cl.finish(ferr, fb.DurationMS, true)
+			return fb, ferr
+		}
+		cl.finish(ferr, -1, false)
+		return nil, ferr
+	}
+	a.close()
+	cl.finish(nil, audio.DurationMS, false)
+	return audio, nil
+}
+
+func audioOf(a *attempt, data []byte) (*Audio, error) {
+	h := a.resp.Header
+	ct := h.Get("Content-Type")
+	if !strings.HasPrefix(strings.ToLower(ct), "audio/") {
+		return nil, &ProtocolError{Msg: fmt.Sprintf("expected audio, got %q", ct), RequestID: h.Get("X-Request-ID")}
+	}
+	audio := &Audio{
+		Data: data, Format: formatOf(ct, ""), ContentType: ct,
+		RequestID: h.Get("X-Request-ID"), Endpoint: a.ep.display, VoiceWarning: h.Get("X-Voice-Warning"),
+	}
+	audio.SampleRate, _ = strconv.Atoi(h.Get("X-Sample-Rate"))
+	if ms, err := strconv.ParseInt(h.Get("X-Audio-Duration-Ms"), 10, 64); err == nil {
+		audio.DurationMS = ms
+	}
+	if v := h.Get("X-Ignored-Fields"); v != "" {
+		audio.IgnoredFields = strings.Split(v, ",")
+	}
+	return audio, nil
+}
+
+// Stream synthesizes req as Server-Sent Events: *AudioChunk (PCM, in order) and
+// *Progress as sentences finish, then one *Done. It returns once the first event arrived
+// (retrying per the policy until then); after that nothing is retried, and a failure ends
+// the stream with a *StreamInterruptedError. Cancelling ctx ends the stream and closes
+// the connection (the server then stops synthesizing). Close the stream when done.
+//
+// req.Format is ignored (chunks are always PCM): Accept is text/event-stream.
+func (c *Client) Stream(ctx context.Context, req *TTSRequest) (*Stream, error) {
+	body, err := c.ttsBody(req, true)
+	if err != nil {
+		return nil, err
+	}
+	s := &spec{op: "stream", method: http.MethodPost, path: "/v1/tts?stream=true", body: body,
+		accept: "text/event-stream", idempotent: true, guarded: true, retries: true, text: req.Text}
+	cl, err := c.newCall(ctx, s)
+	if err != nil {
+		return nil, err
+	}
+	st := &Stream{cl: cl, buf: make([]byte, 32<<10)}
+	s.handle = func(a *attempt) error {
+		st.reset(a)
+		ev, err := st.read()
+		if err != nil {
+			return err
+		}
+		st.first = ev
+		return nil
+	}
+	if _, err := cl.run(); err != nil {
+		cl.finish(err, -1, false)
+		return nil, err
+	}
+	return st, nil
+}
+
+// Stream is a stream of events; read it with Next and Event (or Events), then check Err.
+type Stream struct {
+	cl      *call
+	a       *attempt
+	dec     SSEDecoder
+	queue   []SSEEvent
+	qi      int
+	buf     []byte
+	first   Event
+	cur     Event
+	done    *Done
+	err     error
+	ended   bool
+	bytes   int64
+	chunks  int
+	events  int
+	closeMu sync.Mutex
+}
+
+func (s *Stream) reset(a *attempt) {
+	if s.a != nil {
+		s.a.close()
+	}
+	s.a, s.dec, s.queue, s.qi = a, SSEDecoder{}, s.queue[:0], 0
+}
+
+// read returns the next typed event from the network (nil, io.EOF at the end of the
+// body).
+func (s *Stream) read() (Event, error) {
+	if ct := s.a.resp.Header.Get("Content-Type"); !strings.HasPrefix(ct, "text/event-stream") {
+		return nil, &ProtocolError{Msg: fmt.Sprintf("expected text/event-stream, got %q", ct), RequestID: s.a.resp.Header.Get("X-Request-ID")}
+	}
+	for {
+		for s.qi < len(s.queue) {
+			raw := s.queue[s.qi]
+			s.qi++
+			ev, err := ParseEvent(raw)
+			if err != nil {
+				if api, ok := err.(*APIError); ok {
+					api.Endpoint = s.a.ep.display
+					if api.RequestID == "" {
+						api.RequestID = s.cl.id
+					}
+				}
+				return nil, err
+			}
+			if ev != nil {
+				return ev, nil
+			}
+		}
+		s.queue, s.qi = s.queue[:0], 0
+		n, err := s.a.body.Read(s.buf)
+		if n > 0 {
+			var derr error
+			if s.queue, derr = s.dec.Append(s.queue, s.buf[:n]); derr != nil {
+				return nil, derr
+			}
+		}
+		if err == io.EOF {
+			if len(s.queue) > 0 {
+				continue
+			}
+			return nil, &TransportError{Op: s.cl.name(), Endpoint: s.a.ep.display, RequestSent: true,
+				RequestID: s.cl.id, Err: io.ErrUnexpectedEOF}
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+}
+
+// Next advances to the next event; false at the end of the stream or on an error (Err).
+func (s *Stream) Next() bool {
+	if s.ended {
+		return false
+	}
+	ev := s.first
+	s.first = nil
+	if ev == nil {
+		if s.done != nil { // done is the last event: drain the body so the connection is reused
+			_, _ = io.CopyN(io.Discard, s.a.body, 64<<10)
+			s.end(nil)
+			return false
+		}
+		var err error
+		if ev, err = s.read(); err != nil {
+			s.end(err)
+			return false
+		}
+	}
+	s.events++
+	switch e := ev.(type) {
+	case *AudioChunk:
+		s.chunks++
+		s.bytes += int64(len(e.PCM))
+	case *Done:
+		s.done = e
+	}
+	s.cur = ev
+	return true
+}
+
+// Event is the current event: *AudioChunk, *Progress or *Done.
+func (s *Stream) Event() Event { return s.cur }
+
+// Events ranges over the stream's events; check Err afterwards.
+func (s *Stream) Events() iter.Seq[Event] {
+	return func(yield func(Event) bool) {
+		for s.Next() {
+			if !yield(s.Event()) {
+				return
+			}
+		}
+	}
+}
+
+// Err is the error that ended the stream, nil when it completed with its Done event.
+func (s *Stream) Err() error { return s.err }
+
+// Done is the stream's Done event once it has arrived.
+func (s *Stream) Done() *Done { return s.done }
+
+// RequestID is the id the server logged the stream under.
+func (s *Stream) RequestID() string { return s.cl.id }
+
+// Close ends the stream (closing the connection if it is still open); always call it.
+func (s *Stream) Close() error {
+	s.end(nil)
+	return nil
+}
+
+func (s *Stream) end(err error) {
+	s.closeMu.Lock()
+	defer s.closeMu.Unlock()
+	if s.ended {
+		return
+	}
+	s.ended = true
+	cl := s.cl
+	if err != nil && !isCallerCancel(err) && s.events > 0 {
+		err = &StreamInterruptedError{BytesReceived: s.bytes, ChunksReceived: s.chunks, RequestID: cl.id, Err: err}
+	}
+	s.err = err
+	if s.a != nil {
+		if serverFault(err) {
+			s.a.ep.br.failure(cl.c.clock.Now())
+		}
+		s.a.close()
+	}
+	audioMS := int64(-1)
+	if s.done != nil {
+		audioMS = int64(s.done.AudioDurationMS)
+	}
+	cl.finish(err, audioMS, false, slog.Int64("pcm_bytes", s.bytes), slog.Bool("completed", s.done != nil))
+}
+
+// WriteWAV reads the rest of the stream into w as a 16-bit WAV file (the exact sizes
+// patched in when w is an io.WriteSeeker) and returns the Done event. Memory stays at one
+// chunk. It closes the stream, not w.
+func (s *Stream) WriteWAV(w io.Writer) (*Done, error) {
+	defer s.Close()
+	var ww *WAVWriter
+	for s.Next() {
+		if chunk, ok := s.Event().(*AudioChunk); ok {
+			if ww == nil {
+				ww = NewWAVWriter(w, chunk.SampleRate)
+			}
+			if _, err := ww.Write(chunk.PCM); err != nil {
+				return nil, err
+			}
+		}
+	}
+	if s.Err() != nil {
+		return nil, s.Err()
+	}
+	if ww == nil {
+		ww = NewWAVWriter(w, 24000)
+	}
+	return s.done, ww.Close()
+}
