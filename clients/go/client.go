@@ -319,8 +319,10 @@ func (cl *call) run() (*attempt, error) {
 		if stop != nil {
 			return nil, stop
 		}
-		if err := c.clock.Sleep(cl.ctx, delay); err != nil {
-			return nil, cl.ctxError(err, last)
+		if delay > 0 { // 0: failing over to another endpoint at once
+			if err := c.clock.Sleep(cl.ctx, delay); err != nil {
+				return nil, cl.ctxError(err, last)
+			}
 		}
 	}
 }

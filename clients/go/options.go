@@ -285,3 +285,18 @@ func tlsFromFiles(files [3]string, base *tls.Config) (*tls.Config, error) {
 	}
 	return cfg, nil
 }
+
+// withClock and withRand let the tests drive time and jitter.
+func withClock(cl clock) Option {
+	return func(c *config) error {
+		c.clock = cl
+		return nil
+	}
+}
+
+func withRand(f func() float64) Option {
+	return func(c *config) error {
+		c.rand = f
+		return nil
+	}
+}
