@@ -111,10 +111,13 @@ func (c *Client) fetchFallback(ctx context.Context, url string) ([]byte, string,
 	return data, formatOf(resp.Header.Get("Content-Type"), req.URL.Path), err
 }
 
-// fallbackFor answers err with the fallback audio when one is configured and err is the
-// server's trouble: (audio, *FallbackError). Otherwise (nil, err); a fallback that cannot
-// be loaded leaves err as it is, with the load failure joined.
-func (c *Client) fallbackFor(ctx context.Context, err error) (*Audio, error) {
+// FallbackFor answers err with the fallback audio when one is configured and err is the
+// server's trouble (5xx, 429, connection errors, timeouts, open circuits — not 4xx input
+// errors nor a cancelled context): (audio, *FallbackError). Otherwise (nil, err); a
+// fallback that cannot be loaded leaves err as it is, with the load failure joined.
+// Synthesize, Speech and StreamAudio do this themselves; a caller of Stream whose stream
+// failed before any audio can use it to play the prompt.
+func (c *Client) FallbackFor(ctx context.Context, err error) (*Audio, error) {
 	if c.fallback == nil || !serverFault(err) {
 		return nil, err
 	}

@@ -88,7 +88,7 @@ func (c *Client) audioStream(ctx context.Context, s *spec) (*AudioStream, error)
 	}
 	a, err := cl.run()
 	if err != nil {
-		fb, ferr := c.fallbackFor(ctx, err)
+		fb, ferr := c.FallbackFor(ctx, err)
 		if fb != nil {
 			cl.finish(ferr, fb.DurationMS, true)
 			close(as.finished)

@@ -93,7 +93,7 @@ func (c *Client) audioCall(ctx context.Context, s *spec) (*Audio, error) {
 	}
 	a, err := cl.run()
 	if err != nil {
-		fb, ferr := c.fallbackFor(ctx, err)
+		fb, ferr := c.FallbackFor(ctx, err)
 		if fb != nil {
 			cl.finish(ferr, fb.DurationMS, true)
 			return fb, ferr
