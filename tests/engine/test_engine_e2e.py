@@ -201,7 +201,7 @@ def test_reference_clip_voice_is_deterministic(engine: ChatTTSEngine) -> None:
         ),
         ({"spk_emb": "abc"}, "conflicting_voice", "spk_emb"),
         ({"seed": None, "spk_emb": "not a speaker"}, "invalid_spk_emb", "spk_emb"),
-        ({"lang": "fr"}, "invalid_value", "lang"),
+        ({"lang": "fr"}, "unsupported_language", "lang"),
         ({"manual_seed": "x"}, "invalid_type", "manual_seed"),
         ({"max_new_tokens": 10_000}, "out_of_range", "max_new_tokens"),
         ({"pauses": Pauses(comma_ms=-5)}, "out_of_range", "pauses.comma"),

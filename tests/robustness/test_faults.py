@@ -23,7 +23,9 @@ def test_engine_failure_aborts_a_chunked_body(live: LiveServer) -> None:
     with (
         pytest.raises(httpx.RemoteProtocolError),
         httpx.Client(base_url=live.url) as c,
-        c.stream("POST", "/v1/tts", json={**LONG, "stream": True}, timeout=60) as r,
+        c.stream(
+            "POST", "/v1/tts", json={**LONG, "stream": True, "format": "wav"}, timeout=60
+        ) as r,
     ):
         assert r.status_code == 200
         for data in r.iter_bytes():
@@ -54,7 +56,7 @@ def test_200_disconnects_leave_no_growth(live: LiveServer) -> None:
             mode = i % 2
             req = c.build_request(
                 "POST", "/v1/tts?stream=true", json=MANY,
-                headers={"Accept": "text/event-stream"} if mode else {},
+                headers={"Accept": "text/event-stream" if mode else "audio/wav"},
             )  # fmt: skip
             resp = c.send(req, stream=True)
             it = resp.iter_bytes()

@@ -70,11 +70,19 @@ def test_sse_events_concatenate_to_the_non_streamed_audio(
     assert d["finish_reason"] in ("stop", "length")
 
 
+@pytest.mark.parametrize(
+    ("body", "headers"),
+    [({"format": "wav"}, {}), ({}, {"Accept": "audio/wav"})],
+    ids=["format", "accept"],
+)
 def test_chunked_wav_stream_uses_the_streaming_header(
-    http: httpx.Client, reference: np.ndarray
+    http: httpx.Client, reference: np.ndarray, body: dict, headers: dict
 ) -> None:
-    with http.stream("POST", "/v1/tts", json={**BODY, "stream": True}) as r:
+    with http.stream(
+        "POST", "/v1/tts", json={**BODY, **body, "stream": True}, headers=headers
+    ) as r:
         assert r.status_code == 200
+        assert r.headers["content-type"] == "audio/wav"
         assert "content-length" not in r.headers
         data = b"".join(r.iter_bytes())
     assert struct.unpack("<I", data[4:8])[0] == 0xFFFFFFFF

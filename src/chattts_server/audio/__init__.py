@@ -22,7 +22,7 @@ from .errors import (
     UnsupportedSampleRateError,
 )
 from .formats import SUPPORTED_SAMPLE_RATES, AudioFormat, allowed_sample_rates, check_sample_rate
-from .negotiation import Negotiated, negotiate, served_content_types
+from .negotiation import Negotiated, negotiate, served_content_types, wants_event_stream
 from .pcm import float_to_int16, int16_to_float, validate_pcm
 from .resample import StreamingResampler, resampled_length
 from .wav import STREAMING_SIZE, WavReader, wav_header
@@ -51,5 +51,6 @@ __all__ = [
     "resampled_length",
     "served_content_types",
     "validate_pcm",
+    "wants_event_stream",
     "wav_header",
 ]

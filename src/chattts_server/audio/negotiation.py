@@ -17,6 +17,12 @@ Rules:
   behaves like no header. Any other header that accepts none of our formats (e.g. only
   ``application/json``, or every audio type with ``q=0``) is a 406.
 * No header and no ``format``: ``default``.
+
+A streamed request answers Server-Sent Events or chunked audio (:func:`wants_event_stream`):
+SSE unless the client asked for audio — an explicit ``format``, or an ``Accept`` that names an
+audio type (``audio/...``, ``application/octet-stream``) and does not prefer
+``text/event-stream``. No ``Accept``, ``*/*`` or ``text/*`` means SSE (the original
+description's callers send no ``Accept`` and read events).
 """
 
 from __future__ import annotations
@@ -26,7 +32,7 @@ from dataclasses import dataclass
 from .errors import NotAcceptableError
 from .formats import SUPPORTED_SAMPLE_RATES, AudioFormat
 
-__all__ = ["Negotiated", "negotiate", "served_content_types"]
+__all__ = ["Negotiated", "negotiate", "served_content_types", "wants_event_stream"]
 
 _MEDIA_TYPES: dict[str, AudioFormat] = {
     "audio/wav": AudioFormat.WAV,
@@ -42,7 +48,7 @@ _MEDIA_TYPES: dict[str, AudioFormat] = {
     "audio/l16": AudioFormat.PCM,
 }
 _WILDCARDS = {"*/*": 0, "audio/*": 1, "application/octet-stream": 1}  # value: specificity
-_IGNORED = {"text/event-stream"}
+_IGNORED = frozenset({"text/event-stream"})
 
 
 @dataclass(frozen=True)
@@ -122,6 +128,23 @@ def negotiate(
     return Negotiated(fmt, fmt.content_type, rng.rate)
 
 
+def wants_event_stream(accept: str | None, format: str | None) -> bool:
+    """Whether a streamed request gets SSE (see the module docstring) rather than audio."""
+    ranges = _parse_accept(accept or "", ignored=frozenset())
+    sse = max((r.q for r in ranges if r.media_type == "text/event-stream"), default=0.0)
+    audio = max(
+        (r.q for r in ranges
+         if r.media_type.startswith("audio/") or r.media_type == "application/octet-stream"),
+        default=0.0,
+    )  # fmt: skip
+    if sse > 0 and sse >= audio:
+        return True
+    if format is not None or audio > 0:
+        return False
+    wild = max((r.q for r in ranges if r.media_type in ("*/*", "text/*")), default=0.0)
+    return not ranges or wild > 0
+
+
 def _best_match(fmt: AudioFormat, ranges: list[_Range]) -> tuple[_Range, int] | None:
     """The most specific range matching ``fmt`` (the first of equals) and its specificity."""
     found: tuple[_Range, int] | None = None
@@ -132,13 +155,13 @@ def _best_match(fmt: AudioFormat, ranges: list[_Range]) -> tuple[_Range, int] | 
     return found
 
 
-def _parse_accept(header: str) -> list[_Range]:
-    """Parse an ``Accept`` header, dropping ignored types and malformed ranges."""
+def _parse_accept(header: str, ignored: frozenset[str] = _IGNORED) -> list[_Range]:
+    """Parse an ``Accept`` header, dropping ``ignored`` types and malformed ranges."""
     ranges = []
     for index, entry in enumerate(header.split(",")):
         media_type, *params = (part.strip() for part in entry.split(";"))
         media_type = media_type.lower()
-        if "/" not in media_type or media_type in _IGNORED:
+        if "/" not in media_type or media_type in ignored:
             continue
         q, rate = 1.0, None
         try:

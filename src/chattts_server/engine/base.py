@@ -39,7 +39,7 @@ class SynthesisRequest:
     ref_audio: bytes | None = None
     ref_tokens: str | None = None  # a clip already encoded by ``encode_reference``
     ref_text: str | None = None
-    lang: Language | None = None
+    lang: str | None = None  # a BCP-47 tag for Chinese or English (zh-CN, en-US, …)
     speed: float = 1.0
     temperature: float = 0.3
     top_p: float = 0.7
@@ -49,7 +49,8 @@ class SynthesisRequest:
     pauses: Pauses = field(default_factory=Pauses)
     manual_seed: int | None = None
     max_new_tokens: int | None = None  # per segment; at most the engine's limit
-    min_new_tokens: int = 0  # forces a length (benchmarks: random weights rarely stop)
+    min_new_tokens: int = 0  # forces a length (benchmarks: random weights rarely stop); capped
+    # at the segment's token limit
     incremental: bool = False  # stream within a segment: audio every few GPT steps
 
 
@@ -143,6 +144,7 @@ class EngineInfo:
     device: str
     max_text_chars: int
     max_segment_chars: int
+    max_ref_text_chars: int
     max_new_tokens: int
     speed_range: tuple[float, float]
     control_tokens: tuple[str, ...]

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import numpy as np
 
+from . import limits
 from . import text as textprep
 from .base import (
     AudioChunk,
@@ -59,8 +60,6 @@ if TYPE_CHECKING:  # torch is imported when an engine is made, not with this mod
 
 T = TypeVar("T")
 SAMPLE_RATE = 24000
-NUM_AUDIO_TOKENS = 626
-MAX_PAUSE_MS = 10_000
 
 
 @dataclass(frozen=True)
@@ -114,6 +113,7 @@ class _Prepared:
     voice: Voice
     lang: str
     max_new_tokens: int
+    min_new_tokens: int
 
 
 def select_device(name: str) -> Any:
@@ -164,8 +164,9 @@ class ChatTTSEngine:
             device=self._device,
             max_text_chars=self.config.max_text_chars,
             max_segment_chars=self.config.max_segment_chars,
+            max_ref_text_chars=self.config.max_segment_chars * limits.REF_TEXT_SEGMENTS,
             max_new_tokens=self.config.max_new_tokens,
-            speed_range=(textprep.SPEED_MIN, textprep.SPEED_MAX),
+            speed_range=limits.SPEED,
             control_tokens=textprep.CONTROL_TOKENS,
             model=self._model,
         )
@@ -282,11 +283,17 @@ class ChatTTSEngine:
             raise EngineNotReadyError("the model is not loaded yet")
         return spk_emb_from_seed(check_seed(seed, "seed"), self._chat.speaker)
 
-    def check_speaker(self, spk_emb: object) -> str:
+    def check_speaker(self, spk_emb: object, field: str = "spk_emb") -> str:
         """Validate a speaker string for this model (raises :class:`InvalidInputError`)."""
         if self._chat is None:
             raise EngineNotReadyError("the model is not loaded yet")
-        return check_spk_emb(spk_emb, self._chat.speaker.dim, self._chat.speaker)
+        return check_spk_emb(spk_emb, self._chat.speaker.dim, self._chat.speaker, field)
+
+    def check_reference_tokens(self, ref_tokens: object, field: str = "ref_tokens") -> str:
+        """Validate an encoded reference clip for this model (:meth:`encode_reference`)."""
+        if self._chat is None:
+            raise EngineNotReadyError("the model is not loaded yet")
+        return check_ref_tokens(ref_tokens, self._chat, field)
 
     def encode_reference(self, ref_audio: bytes) -> str:
         """Encode a reference clip into ChatTTS prompt tokens (``spk_smp``), reusable later as
@@ -310,24 +317,24 @@ class ChatTTSEngine:
     def _prepare(self, r: SynthesisRequest) -> _Prepared:
         cfg, chat = self.config, self._chat
         text = textprep.validate_text(r.text, max_chars=cfg.max_text_chars)
-        _check_number(r.speed, "speed", textprep.SPEED_MIN, textprep.SPEED_MAX)
-        _check_number(r.temperature, "temperature", 1e-5, 2.0)
-        _check_number(r.top_p, "top_p", 1e-5, 1.0)
-        _check_int(r.top_k, "top_k", 1, NUM_AUDIO_TOKENS)
-        if r.lang not in (None, "zh", "en"):
-            raise InvalidInputError("lang must be 'zh' or 'en'", code="invalid_value", field="lang")
+        _check_number(r.speed, "speed", *limits.SPEED)
+        _check_number(r.temperature, "temperature", *limits.TEMPERATURE)
+        _check_number(r.top_p, "top_p", *limits.TOP_P)
+        _check_int(r.top_k, "top_k", *limits.TOP_K)
+        asked = None if r.lang is None else textprep.normalize_language(r.lang)
         if not isinstance(r.refine_text, bool):
             raise InvalidInputError(
                 "refine_text must be a boolean", code="invalid_type", field="refine_text"
             )
         textprep.validate_refine_prompt(r.refine_prompt)
-        _check_int(r.pauses.comma_ms, "pauses.comma", 0, MAX_PAUSE_MS)
-        _check_int(r.pauses.period_ms, "pauses.period", 0, MAX_PAUSE_MS)
+        _check_int(r.pauses.comma_ms, "pauses.comma", *limits.PAUSE_MS)
+        _check_int(r.pauses.period_ms, "pauses.period", *limits.PAUSE_MS)
         manual_seed = None if r.manual_seed is None else check_seed(r.manual_seed, "manual_seed")
         max_new = cfg.max_new_tokens
         if r.max_new_tokens is not None:
             max_new = _check_int(r.max_new_tokens, "max_new_tokens", 1, cfg.max_new_tokens)
-        _check_int(r.min_new_tokens, "min_new_tokens", 0, max_new)
+        # at least min_new_tokens steps, never more than the segment's limit
+        min_new = _check_int(r.min_new_tokens, "min_new_tokens", 0, cfg.max_new_tokens)
 
         sources = [
             n for n in ("seed", "spk_emb", "ref_audio", "ref_tokens") if getattr(r, n) is not None
@@ -351,7 +358,7 @@ class ChatTTSEngine:
                     field="ref_text",
                 )
             ref_text = textprep.validate_text(
-                r.ref_text, max_chars=cfg.max_segment_chars * 4, field="ref_text"
+                r.ref_text, max_chars=self.info.max_ref_text_chars, field="ref_text"
             )
         if r.ref_tokens is not None:
             voice = Voice(ref_tokens=check_ref_tokens(r.ref_tokens, chat), ref_text=ref_text)
@@ -372,8 +379,9 @@ class ChatTTSEngine:
             comma_pause_ms=r.pauses.comma_ms,
             period_pause_ms=r.pauses.period_ms,
         )
-        lang = r.lang or textprep.detect_language(text)
-        return _Prepared(r, self._normalize_segments(segments, lang), voice, lang, max_new)
+        lang = asked or textprep.detect_language(text)
+        segments = self._normalize_segments(segments, lang)
+        return _Prepared(r, segments, voice, lang, max_new, min(min_new, max_new))
 
     def _normalize_segments(
         self, segments: list[textprep.Segment], lang: str
@@ -473,7 +481,7 @@ class ChatTTSEngine:
             temperature=r.temperature,
             top_p=r.top_p,
             top_k=r.top_k,
-            min_new_tokens=r.min_new_tokens,
+            min_new_tokens=p.min_new_tokens,
             max_new_tokens=p.max_new_tokens,
             manual_seed=r.manual_seed,
         )

@@ -11,6 +11,13 @@ Pure functions, no torch. The rules (also in the README):
   single word longer than the limit stays whole.
 - With a comma pause, every clause is its own segment so that the silence can be inserted.
 - Speed 0.5–2.0 maps onto ``[speed_0]``…``[speed_9]`` (see :func:`speed_to_level`).
+- Text must hold something to speak: a Latin letter, a CJK ideograph (U+4E00–U+9FFF) or an
+  ASCII digit (read as a number) outside control tokens; no control characters but tab and
+  newlines. :data:`TEXT_PATTERN` is that rule as one regular expression (the OpenAPI document
+  publishes it); :func:`validate_text` checks it with a code for each way to break it.
+- Languages are BCP-47 tags, case-insensitive: Chinese (``zh``, ``zh-CN``, ``zh-Hans``,
+  ``zh-TW``, ``cmn``, …) and English (``en``, ``en-US``, ``en-GB``, …) — see
+  :func:`normalize_language`.
 """
 
 from __future__ import annotations
@@ -18,10 +25,13 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from .base import Language
 from .errors import InvalidInputError
+from .limits import SPEED
 
 CONTROL_TOKENS: tuple[str, ...] = ("[uv_break]", "[v_break]", "[lbreak]", "[llbreak]", "[laugh]")
-REFINE_PROMPT_TOKEN = re.compile(r"\[(?:oral_\d|laugh_\d|break_\d)\]")
+# the refine prompt's tokens as ChatTTS's tokenizer has them: [oral_0-9] [laugh_0-2] [break_0-7]
+REFINE_PROMPT_PATTERN = r"^(?:\[(?:oral_[0-9]|laugh_[0-2]|break_[0-7])\]|\s)*$"
 _TAG = re.compile(r"\[[^\[\]\s]{1,32}\]")
 _SENTENCE_END = re.compile(r"(?<=[。！？；…])|(?<=[.!?;])(?=\s|$)|\n+")
 _CLAUSE_END = re.compile(r"(?<=[，、：,:])")
@@ -29,8 +39,42 @@ _TOKEN = re.compile(r"\[[a-z_]+\]|[A-Za-z0-9'’\-]+|\s+|.", re.S)
 _CJK = re.compile(r"[\u3400-\u9fff]")
 _SURROGATE = re.compile(r"[\ud800-\udfff]")
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
-_SPEAKABLE = re.compile(r"[\u4e00-\u9fffA-Za-z]")
-SPEED_MIN, SPEED_MAX = 0.5, 2.0
+_SPEAKABLE_CHARS = r"A-Za-z0-9\u4e00-\u9fff"
+_SPEAKABLE = re.compile(f"[{_SPEAKABLE_CHARS}]")
+
+
+def _text_pattern() -> str:
+    """One regular expression (valid in Python and ECMA-262) for the text rule: units that
+    are allowed control tokens or single characters (neither a control character nor the
+    start of another ``[tag]``), at least one of them speakable."""
+    allowed = "|".join(re.escape(t[1:-1]) for t in CONTROL_TOKENS)
+    char = f"(?!{_TAG.pattern})[^{_CONTROL.pattern[1:-1]}]"
+    unit = rf"(?:\[(?:{allowed})\]|{char})"
+    return f"^{unit}*[{_SPEAKABLE_CHARS}]{unit}*$"
+
+
+TEXT_PATTERN = _text_pattern()
+
+# Languages: BCP-47 tags (``_`` tolerated for POSIX locales), primary subtag → what ChatTTS
+# speaks. ``LANGUAGE_PATTERN`` publishes the same set for the OpenAPI document.
+LANGUAGES: dict[str, Language] = {"zh": "zh", "cmn": "zh", "en": "en"}
+LANGUAGE_PATTERN = r"^(?:[Zz][Hh]|[Cc][Mm][Nn]|[Ee][Nn])(?:[-_][A-Za-z0-9]{1,8})*$"
+_LANGUAGE = re.compile(LANGUAGE_PATTERN)
+
+
+def normalize_language(tag: object, field: str = "lang") -> Language:
+    """``zh-CN``, ``cmn``, ``en-US``, … → ``zh`` or ``en``; anything else is
+    ``unsupported_language``."""
+    if not isinstance(tag, str):
+        raise InvalidInputError(f"{field} must be a string", code="invalid_type", field=field)
+    if not _LANGUAGE.match(tag):
+        raise InvalidInputError(
+            f"unsupported language {tag[:40]!r}: ChatTTS speaks Chinese (zh, zh-CN, zh-Hans, "
+            "zh-TW, cmn, …) and English (en, en-US, en-GB, …)",
+            code="unsupported_language",
+            field=field,
+        )
+    return LANGUAGES[re.split("[-_]", tag, maxsplit=1)[0].lower()]
 
 
 @dataclass(frozen=True)
@@ -75,6 +119,12 @@ def validate_text(text: object, *, max_chars: int, field: str = "text") -> str:
                 code="unknown_control_token",
                 field=field,
             )
+    if not speakable(stripped):
+        raise InvalidInputError(
+            "text has nothing ChatTTS can speak: it reads Chinese, English and digits",
+            code="nothing_to_speak",
+            field=field,
+        )
     return stripped
 
 
@@ -84,7 +134,7 @@ def validate_refine_prompt(prompt: object) -> str:
         raise InvalidInputError(
             "refine_prompt must be a string", code="invalid_type", field="refine_prompt"
         )
-    if REFINE_PROMPT_TOKEN.sub("", prompt).strip():
+    if not re.match(REFINE_PROMPT_PATTERN, prompt):
         raise InvalidInputError(
             "refine_prompt may hold only [oral_0-9], [laugh_0-2] and [break_0-7] tokens",
             code="invalid_refine_prompt",
@@ -94,7 +144,8 @@ def validate_refine_prompt(prompt: object) -> str:
 
 
 def speakable(text: str) -> bool:
-    """Whether normalized text has anything ChatTTS reads (Chinese characters, Latin letters)."""
+    """Whether text has anything ChatTTS reads outside control tokens (Chinese characters,
+    Latin letters, ASCII digits)."""
     return bool(_SPEAKABLE.search(_without_tags(text)))
 
 
@@ -105,7 +156,7 @@ def speed_to_level(speed: float) -> int:
     (0.5 → 0, 0.8 → 3); above, each 0.25 is one level (1.25 → 6, 1.5 → 7, 2.0 → 9).
     """
     if speed <= 1.0:
-        return max(0, round((speed - SPEED_MIN) * 10))
+        return max(0, round((speed - SPEED[0]) * 10))
     return min(9, 5 + round((speed - 1.0) * 4))
 
 
@@ -192,7 +243,8 @@ def _split_words(text: str, max_chars: int) -> list[str]:
 
 # --- numbers: used when no WeTextProcessing / nemo normaliser is installed ------------------
 
-_NUMBER = re.compile(r"(?<![A-Za-z0-9_.])(-?)(\d{1,15})(?:\.(\d+))?(%?)")
+# ASCII digits only (as TEXT_PATTERN); a run after a letter ("v2") is left to the normaliser
+_NUMBER = re.compile(r"(?<![A-Za-z0-9])(-?)([0-9]{1,15})(?:\.([0-9]+))?(%?)")
 _EN_ONES = (
     "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen "
     "fifteen sixteen seventeen eighteen nineteen"

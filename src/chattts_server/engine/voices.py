@@ -13,9 +13,9 @@ from typing import Any
 import numpy as np
 
 from .errors import InvalidInputError
+from .limits import REF_AUDIO_MIN_SECONDS, SEED
 
-SEED_MAX = 2**32 - 1
-REF_MIN_SECONDS = 0.5
+SEED_MAX = SEED[1]
 
 
 @dataclass(frozen=True)
@@ -54,38 +54,37 @@ def spk_emb_from_seed(seed: int, speaker: Any) -> str:
     return str(speaker._encode((noise * std + mean).to(torch.float16)))
 
 
-def check_spk_emb(value: object, dim: int, speaker: Any) -> str:
+def check_spk_emb(value: object, dim: int, speaker: Any, field: str = "spk_emb") -> str:
     """A ChatTTS speaker string that decodes to ``dim`` finite values."""
     if not isinstance(value, str) or not value:
         raise InvalidInputError(
-            "spk_emb must be a non-empty string", code="invalid_type", field="spk_emb"
+            f"{field} must be a non-empty string", code="invalid_type", field=field
         )
     try:
         arr = speaker._decode(value)
     except Exception as exc:
         raise InvalidInputError(
-            "spk_emb is not a ChatTTS speaker string", code="invalid_spk_emb", field="spk_emb"
+            f"{field} is not a ChatTTS speaker string", code="invalid_spk_emb", field=field
         ) from exc
     if arr.shape != (dim,) or not np.all(np.isfinite(arr)):
         raise InvalidInputError(
-            f"spk_emb must hold {dim} finite values for this model, it holds {arr.size}",
+            f"{field} must hold {dim} finite values for this model, it holds {arr.size}",
             code="invalid_spk_emb",
-            field="spk_emb",
+            field=field,
         )
     return value
 
 
-def check_ref_tokens(value: object, chat: Any) -> str:
+def check_ref_tokens(value: object, chat: Any, field: str = "ref_tokens") -> str:
     """Encoded reference-clip tokens (``spk_smp``): ``num_vq`` rows of audio-token ids."""
-    field = "ref_tokens"
     if not isinstance(value, str) or not value:
-        raise InvalidInputError("ref_tokens must be a non-empty string", code="invalid_type",
+        raise InvalidInputError(f"{field} must be a non-empty string", code="invalid_type",
                                 field=field)  # fmt: skip
     try:
         tokens = chat.speaker.decode_prompt(value)
     except Exception as exc:
         raise InvalidInputError(
-            "ref_tokens is not an encoded ChatTTS clip", code="invalid_ref_tokens", field=field
+            f"{field} is not an encoded ChatTTS clip", code="invalid_ref_tokens", field=field
         ) from exc
     num_vq, limit = chat.config.gpt.num_vq, chat.config.gpt.num_audio_tokens
     if (
@@ -95,7 +94,7 @@ def check_ref_tokens(value: object, chat: Any) -> str:
         or (int(tokens.max()) >= limit)
     ):
         raise InvalidInputError(
-            "ref_tokens does not fit this model", code="invalid_ref_tokens", field=field
+            f"{field} does not fit this model", code="invalid_ref_tokens", field=field
         )
     return value
 
@@ -168,9 +167,9 @@ def decode_reference(
         raise InvalidInputError(
             "ref_audio holds NaN or infinite samples", code="invalid_ref_audio", field=field
         )
-    if mono.size / rate < REF_MIN_SECONDS:
+    if mono.size / rate < REF_AUDIO_MIN_SECONDS:
         raise InvalidInputError(
-            f"ref_audio must last at least {REF_MIN_SECONDS} s",
+            f"ref_audio must last at least {REF_AUDIO_MIN_SECONDS} s",
             code="ref_audio_too_short",
             field=field,
         )

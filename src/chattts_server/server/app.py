@@ -18,6 +18,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
+from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..audio import AudioError
@@ -33,6 +34,7 @@ from .errors import (
     validation_error,
 )
 from .observe import Metrics
+from .openapi import build_openapi
 from .routers import openai, system, tts, voices
 from .security import APIKeyAuth, RateLimit, SendTimeout
 from .speech import SpeechService
@@ -101,6 +103,7 @@ def create_app(
     app.include_router(openai.router)
     app.include_router(voices.router)
     app.include_router(system.router)
+    app.openapi = lambda: build_openapi(app)  # type: ignore[method-assign]
     _install_error_handlers(app)
     app.state.streams = {}
     # outermost last: RequestID → CORS → SendTimeout → BodyLimit → APIKeyAuth → RateLimit → app
@@ -157,7 +160,10 @@ def request_id(request: Request) -> str:
 
 def _install_error_handlers(app: FastAPI) -> None:
     def respond(request: Request, err: APIError) -> JSONResponse:
-        return JSONResponse(err.body(request_id(request)), err.status, headers=err.headers)
+        # X-Request-ID here too: Exception handlers run outside the RequestID middleware
+        rid = request_id(request)
+        headers = {**err.headers, "X-Request-ID": rid}
+        return JSONResponse(err.body(rid), err.status, headers=headers)
 
     @app.exception_handler(RequestValidationError)
     async def on_validation(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -171,8 +177,11 @@ def _install_error_handlers(app: FastAPI) -> None:
         elif exc.status_code == 413:
             err = PayloadTooLargeError(str(exc.detail))
         elif exc.status_code == 405:
+            allow = _allowed_methods(request)
             err = BadRequestError(
-                f"{request.method} is not allowed here", code="method_not_allowed"
+                f"{request.method} is not allowed here; allowed: {allow}",
+                code="method_not_allowed",
+                headers={"Allow": allow},
             )
             err.status = 405
         elif exc.status_code == 400:  # FastAPI could not parse the body (e.g. invalid UTF-8)
@@ -196,6 +205,19 @@ def _install_error_handlers(app: FastAPI) -> None:
         return respond(request, InternalError("internal error"))
 
 
+def _allowed_methods(request: Request) -> str:
+    """Every method some route serves at this path (RFC 9110: a 405 carries ``Allow``)."""
+    methods: set[str] = set()
+    for route in request.app.router.routes:
+        match, _ = route.matches({**request.scope, "method": "GET"})
+        route_methods = getattr(route, "methods", None)
+        if match is not Match.NONE and route_methods:
+            methods |= set(route_methods)
+            if "GET" in route_methods:
+                methods.add("HEAD")
+    return ", ".join(sorted(methods))
+
+
 class RequestID:
     """Takes ``X-Request-ID`` when it is well-formed (else makes one) and echoes it back."""
 
@@ -212,8 +234,9 @@ class RequestID:
 
         async def send_with_id(message: Message) -> None:
             if message["type"] == "http.response.start":
-                message.setdefault("headers", [])
-                message["headers"] = [*message["headers"], (b"x-request-id", rid.encode())]
+                headers = message.setdefault("headers", [])
+                if not any(k.lower() == b"x-request-id" for k, _ in headers):
+                    message["headers"] = [*headers, (b"x-request-id", rid.encode())]
             await send(message)
 
         await self.app(scope, receive, send_with_id)

@@ -25,7 +25,6 @@ from typing import Any
 from ..audio import AudioError
 from ..audio import NotAcceptableError as AudioNotAcceptable
 from ..engine import EngineError, EngineNotReadyError, InvalidInputError
-from .protocol import ErrorBody
 
 
 class APIError(Exception):
@@ -142,21 +141,3 @@ def validation_error(errors: list[dict[str, Any]]) -> BadRequestError:
     typed = kind.endswith(("_type", "_parsing")) or kind == "int_from_float"
     code = "invalid_type" if typed else "invalid_value"
     return BadRequestError(f"{param}: {err.get('msg')}", code=code, param=param)
-
-
-ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
-    status: {"model": ErrorBody, "description": desc}
-    for status, desc in (
-        (400, "invalid input: the body names the field (param) and a code"),
-        (404, "unknown voice or route"),
-        (406, "no audio format the client accepts"),
-        (409, "a voice of that name exists"),
-        (413, "body too large"),
-        (401, "missing or invalid API key (when keys are configured)"),
-        (415, "body is not application/json"),
-        (429, "rate limit or concurrent-stream limit (Retry-After)"),
-        (504, "the request deadline (X-Request-Timeout) passed"),
-        (500, "engine failure; the body carries the request id"),
-        (503, "overloaded (Retry-After) or model not ready"),
-    )
-}

@@ -1,70 +1,235 @@
-"""Wire models: every JSON body the server accepts or returns, in one place."""
+"""Wire models: every JSON body the server accepts or returns, in one place.
+
+Bounds come from the engine (:mod:`chattts_server.engine.limits`, :mod:`..engine.text`); limits
+that are settings (text length, token limit, request timeout) are written into the OpenAPI
+document by :mod:`.openapi`. Rules the engine checks with its own error codes (the text rule,
+languages, the refine prompt) are published here as schema patterns but checked by the engine,
+so a client gets ``empty_text`` or ``unsupported_language`` rather than a generic pattern error.
+Each pattern and the check behind it accept exactly the same strings (tested).
+"""
 
 from __future__ import annotations
 
-from typing import Any, Literal
+import re
+from collections.abc import Callable
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+
+from ..engine import limits
+from ..engine.text import LANGUAGE_PATTERN, REFINE_PROMPT_PATTERN, TEXT_PATTERN
 
 AudioFormatName = Literal["wav", "pcm", "mp3", "opus", "flac", "aac"]
 SampleRate = Literal[8000, 16000, 22050, 24000, 44100, 48000]
+OPUS_SAMPLE_RATES = (8000, 16000, 24000, 48000)  # of ours, what libopus runs at
 
 # Keys of ``extensions`` this server understands; any other key is ignored and listed in the
 # ``X-Ignored-Fields`` response header.
 KNOWN_EXTENSIONS = ("max_new_tokens", "min_new_tokens")
 
+# OpenAI's voice names, each a fixed ChatTTS voice seed (stable across releases).
+BUILTIN_VOICES: dict[str, int] = {
+    "alloy": 1001, "ash": 1002, "ballad": 1003, "coral": 1004, "echo": 1005, "fable": 1006,
+    "nova": 1007, "onyx": 1008, "sage": 1009, "shimmer": 1010, "verse": 1011, "marin": 1012,
+    "cedar": 1013,
+}  # fmt: skip
+RESERVED_NAMES = frozenset({"export", "import"})  # routes under /v1/voices/
+VOICE_NAME_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
+OPENAI_SPEED = (0.25, 4.0)  # OpenAI's range; clamped to the engine's
+
+
+def uint_pattern(hi: int) -> str:
+    """A regular expression for the decimal integers 0…``hi`` (no sign, no leading zeros)."""
+    digits = str(hi)
+    alts = [f"[1-9][0-9]{{0,{len(digits) - 2}}}" if len(digits) > 1 else "", "0"]
+    for i, d in enumerate(digits):  # numbers of full length, below hi from digit i on
+        if d != "0" and (i or d != "1"):
+            first = "1" if i == 0 else "0"
+            rest = len(digits) - i - 1
+            alts.append(f"{digits[:i]}[{first}-{int(d) - 1}][0-9]{{{rest}}}")
+    alts.append(digits)
+    return "(?:" + "|".join(a for a in alts if a) + ")"
+
+
+SEED_VOICE_PATTERN = rf"^seed:{uint_pattern(limits.SEED[1])}$"
+# a voice field: a built-in or saved name (unknown → 404), or seed:N with N a valid seed
+VOICE_PATTERN = rf"^(?!seed:)|{SEED_VOICE_PATTERN}"
+
+
+def valid_voice_name(name: str) -> bool:
+    return re.fullmatch(VOICE_NAME_PATTERN[1:-1], name) is not None
+
+
+def valid_seed_voice(voice: str) -> bool:
+    return re.fullmatch(SEED_VOICE_PATTERN[1:-1], voice) is not None
+
+
+def _text(description: str, **kw: Any) -> Any:
+    return Field(description=description, json_schema_extra={"pattern": TEXT_PATTERN}, **kw)
+
+
+def _lang(description: str) -> Any:
+    return Field(None, description=description, json_schema_extra={"pattern": LANGUAGE_PATTERN})
+
+
+SchemaRule = Callable[[dict[str, Any]], None]
+
+
+def _rules(*rules: SchemaRule) -> SchemaRule:
+    def apply(schema: dict[str, Any]) -> None:
+        for rule in rules:
+            rule(schema)
+
+    return apply
+
+
+def _sources(fields: tuple[str, ...], companions: dict[str, str], none_allowed: bool) -> SchemaRule:
+    """JSON Schema for "one voice source" (``none_allowed``: "at most one"): each variant gives
+    one source (with its companion, e.g. ref_audio + ref_text) and leaves the others null."""
+    every = [*fields, *companions.values()]
+    given = {"not": {"type": "null"}}
+    null = {"type": "null"}
+
+    def variant(chosen: list[str]) -> dict[str, Any]:
+        return {
+            "required": chosen,
+            "properties": {f: given if f in chosen else null for f in every},
+        }
+
+    variants = [variant([f, *([companions[f]] if f in companions else [])]) for f in fields]
+    if none_allowed:
+        variants.append(variant([]))
+
+    def rule(schema: dict[str, Any]) -> None:
+        schema["anyOf"] = variants
+
+    return rule
+
+
+def _opus_rates(schema: dict[str, Any]) -> None:
+    """``format: opus`` runs at libopus's rates only."""
+    schema["if"] = {"properties": {"format": {"const": "opus"}}, "required": ["format"]}
+    rates = {"anyOf": [{"enum": list(OPUS_SAMPLE_RATES)}, {"type": "null"}]}
+    schema["then"] = {"properties": {"sample_rate": rates}}
+
+
+def _integral(value: Any) -> Any:
+    """JSON Schema's integers include 2.0: accept integral floats, nothing else (strict)."""
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
+Int = Annotated[int, BeforeValidator(_integral)]
+# bounded integers (the bounds inside the type, so an optional field's schema carries them)
+SeedInt = Annotated[int, Field(ge=limits.SEED[0], le=limits.SEED[1]), BeforeValidator(_integral)]
+TopKInt = Annotated[int, Field(ge=limits.TOP_K[0], le=limits.TOP_K[1]), BeforeValidator(_integral)]
+
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=False)
+    """JSON types as JSON Schema has them: no "5" for 5, no 1 for true (strict), integral
+    floats for integers."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
 
 
 class PausesModel(_Strict):
-    comma: int = Field(0, ge=0, le=10_000, description="silence after each clause, ms")
-    period: int = Field(0, ge=0, le=10_000, description="silence after each sentence, ms")
+    comma: Int = Field(0, ge=limits.PAUSE_MS[0], le=limits.PAUSE_MS[1],
+                       description="silence after each clause, ms")  # fmt: skip
+    period: Int = Field(0, ge=limits.PAUSE_MS[0], le=limits.PAUSE_MS[1],
+                        description="silence after each sentence, ms")  # fmt: skip
+
+
+class Extensions(BaseModel):
+    """Vendor options; keys other than these are ignored and listed in ``X-Ignored-Fields``."""
+
+    model_config = ConfigDict(extra="allow", strict=True)
+
+    max_new_tokens: Annotated[int, Field(ge=1), BeforeValidator(_integral)] | None = Field(
+        None, description="GPT steps per segment (21.3 ms of audio each), at most the "
+        "server's max_new_tokens",
+    )  # fmt: skip
+    min_new_tokens: Annotated[int, Field(ge=0), BeforeValidator(_integral)] | None = Field(
+        None, description="at least this many GPT steps per segment (capped at the "
+        "segment's limit): forces a length, for benchmarks",
+    )  # fmt: skip
 
 
 class TTSRequest(_Strict):
-    """``POST /v1/tts``. One voice source at most: ``voice``, ``seed``, ``spk_emb`` or
-    ``ref_audio`` + ``ref_text``."""
+    """``POST /v1/tts``. One voice source at most: ``voice`` (or its synonym ``voice_id``),
+    ``seed``, ``spk_emb``, or ``ref_audio`` + ``ref_text``."""
 
-    text: str = Field(..., description="text to speak; control tokens like [uv_break] pass")
-    voice: str | None = Field(
-        None, description="a built-in voice name (alloy, echo, …) or seed:N", examples=["seed:42"]
+    model_config = ConfigDict(json_schema_extra=_rules(
+        _sources(("voice", "voice_id", "seed", "spk_emb", "ref_audio"), {"ref_audio": "ref_text"},
+                 none_allowed=True),
+        _opus_rates,
+    ))  # fmt: skip
+
+    text: str = _text(
+        "text to speak (Chinese, English, digits); control tokens [uv_break] [v_break] [lbreak] "
+        "[llbreak] [laugh] pass through; no other [word]",
+        examples=["Hello there. 你好。"],
     )
-    seed: int | None = Field(None, ge=0, le=2**32 - 1, description="voice seed")
+    voice: str | None = Field(
+        None,
+        description="a built-in voice name (alloy, echo, …), a saved voice, or seed:N",
+        json_schema_extra={"pattern": VOICE_PATTERN},
+        examples=["seed:42"],
+    )
+    voice_id: str | None = Field(
+        None,
+        description="synonym of voice (give one of them)",
+        json_schema_extra={"pattern": VOICE_PATTERN},
+    )
+    seed: SeedInt | None = Field(None, description="voice seed")
     spk_emb: str | None = Field(None, description="a ChatTTS speaker string")
     ref_audio: str | None = Field(None, description="base64 WAV/FLAC/Ogg reference clip")
-    ref_text: str | None = Field(None, description="transcript of ref_audio")
-    lang: Literal["zh", "en"] | None = None
-    speed: float = Field(1.0, ge=0.5, le=2.0)
-    temperature: float = Field(0.3, gt=0, le=2.0)
-    top_p: float = Field(0.7, gt=0, le=1.0)
-    top_k: int = Field(20, ge=1, le=626)
+    ref_text: str | None = _text("transcript of ref_audio", default=None)
+    lang: str | None = _lang(
+        "a BCP-47 tag for Chinese or English, case-insensitive (zh, zh-CN, zh-Hans, cmn, en, "
+        "en-US, …); default: detected from the text"
+    )
+    speed: float = Field(1.0, ge=limits.SPEED[0], le=limits.SPEED[1])
+    temperature: float = Field(0.3, ge=limits.TEMPERATURE[0], le=limits.TEMPERATURE[1])
+    top_p: float = Field(0.7, ge=limits.TOP_P[0], le=limits.TOP_P[1])
+    top_k: TopKInt = 20
     refine_text: bool = False
-    refine_prompt: str = Field("", description="[oral_N][laugh_N][break_N] tokens only")
+    refine_prompt: str = Field(
+        "",
+        description="[oral_0-9] [laugh_0-2] [break_0-7] tokens only",
+        json_schema_extra={"pattern": REFINE_PROMPT_PATTERN},
+    )
     pauses: PausesModel = Field(default_factory=PausesModel)
-    format: AudioFormatName | None = Field(None, description="default: from Accept, else wav")
+    format: AudioFormatName | None = Field(
+        None, description="default: from Accept, else wav; with stream, asks for chunked audio"
+    )
     sample_rate: SampleRate | None = Field(None, description="default 24000")
     stream: bool = False
-    manual_seed: int | None = Field(
-        None, ge=0, le=2**32 - 1, description="sampling seed: same input, same samples"
+    manual_seed: SeedInt | None = Field(
+        None,
+        description="sampling seed: same input, same samples",
     )
-    extensions: dict[str, Any] = Field(
-        default_factory=dict,
-        description=f"vendor options; understood: {', '.join(KNOWN_EXTENSIONS)}",
-    )
+    extensions: Extensions = Field(default_factory=Extensions)
+
+    @property
+    def voice_name(self) -> str | None:
+        return self.voice if self.voice is not None else self.voice_id
 
 
-class SpeechRequest(BaseModel):
+class SpeechRequest(_Strict):
     """``POST /v1/audio/speech``, as in the OpenAI API reference."""
 
-    model_config = ConfigDict(extra="forbid")
-
     model: str = Field(..., description="any string; every model name means ChatTTS")
-    input: str = Field(..., description="text to speak")
-    voice: str = Field(..., description="OpenAI voice name, seed:N, or a saved voice")
+    input: str = _text("text to speak", examples=["Hello there."])
+    voice: str = Field(
+        ...,
+        description="OpenAI voice name, seed:N, or a saved voice",
+        json_schema_extra={"pattern": VOICE_PATTERN},
+        examples=["alloy"],
+    )
     response_format: AudioFormatName = "mp3"
-    speed: float = Field(1.0, ge=0.25, le=4.0, description="clamped to 0.5–2.0")
+    speed: float = Field(
+        1.0, ge=OPENAI_SPEED[0], le=OPENAI_SPEED[1],
+        description=f"clamped to {limits.SPEED[0]}–{limits.SPEED[1]}",
+    )  # fmt: skip
     instructions: str | None = Field(None, description="accepted, not supported by ChatTTS")
     stream_format: Literal["audio", "sse"] = "audio"
 
@@ -86,32 +251,37 @@ class ErrorBody(BaseModel):
 class VoiceDefaults(_Strict):
     """Parameters a saved voice applies when a request does not set them."""
 
-    speed: float | None = Field(None, ge=0.5, le=2.0)
-    temperature: float | None = Field(None, gt=0, le=2.0)
-    top_p: float | None = Field(None, gt=0, le=1.0)
-    top_k: int | None = Field(None, ge=1, le=626)
+    speed: float | None = Field(None, ge=limits.SPEED[0], le=limits.SPEED[1])
+    temperature: float | None = Field(None, ge=limits.TEMPERATURE[0], le=limits.TEMPERATURE[1])
+    top_p: float | None = Field(None, ge=limits.TOP_P[0], le=limits.TOP_P[1])
+    top_k: TopKInt | None = None
     refine_text: bool | None = None
 
 
-VOICE_NAME = Field(
-    ...,
-    pattern=r"^[A-Za-z0-9_-]{1,64}$",
-    description="letters, digits, - and _, 1–64 characters",
-    examples=["narrator-en"],
-)
+def _voice_name(**kw: Any) -> Any:
+    return Field(
+        pattern=VOICE_NAME_PATTERN,
+        description="letters, digits, - and _, 1–64 characters",
+        examples=["narrator-en"],
+        **kw,
+    )
 
 
 class VoiceCreate(_Strict):
     """``POST /v1/voices``: a name and exactly one of ``seed``, ``spk_emb``, or ``ref_audio``
     (base64 WAV/FLAC/Ogg) + ``ref_text``."""
 
-    name: str = VOICE_NAME
-    seed: int | None = Field(None, ge=0, le=2**32 - 1)
+    model_config = ConfigDict(json_schema_extra=_sources(
+        ("seed", "spk_emb", "ref_audio"), {"ref_audio": "ref_text"}, none_allowed=False
+    ))  # fmt: skip
+
+    name: str = _voice_name()
+    seed: SeedInt | None = Field(None, examples=[42])
     spk_emb: str | None = None
     ref_audio: str | None = None
-    ref_text: str | None = None
+    ref_text: str | None = _text("transcript of ref_audio", default=None)
     description: str | None = Field(None, max_length=500)
-    language: Literal["zh", "en"] | None = None
+    language: str | None = _lang("a BCP-47 tag for Chinese or English (zh-CN, en-US, …)")
     defaults: VoiceDefaults = Field(default_factory=VoiceDefaults)
 
 
@@ -119,7 +289,7 @@ class VoicePatch(_Strict):
     """``PATCH /v1/voices/{name}``: what a voice says about itself; its sound never changes."""
 
     description: str | None = Field(None, max_length=500)
-    language: Literal["zh", "en"] | None = None
+    language: str | None = _lang("a BCP-47 tag for Chinese or English (zh-CN, en-US, …)")
     defaults: VoiceDefaults | None = None
 
 
@@ -134,12 +304,55 @@ class VoiceInfo(BaseModel):
     created_at: float | None = None
 
 
+# What a stored voice of each kind carries (True) and must not carry (False).
+RECORD_FIELDS: dict[str, dict[str, bool]] = {
+    "seed": {"seed": True, "spk_emb": True, "ref_tokens": False, "ref_text": False},
+    "spk_emb": {"seed": False, "spk_emb": True, "ref_tokens": False, "ref_text": False},
+    "ref_audio": {"seed": False, "spk_emb": False, "ref_tokens": True, "ref_text": True},
+}
+
+
+def _record_rules(schema: dict[str, Any]) -> None:
+    """What each kind carries, and names that are reserved."""
+    schema["properties"]["name"]["not"] = {"enum": sorted({*BUILTIN_VOICES, *RESERVED_NAMES})}
+    schema["anyOf"] = [
+        {
+            "properties": {
+                "kind": {"const": kind},
+                **{f: {"not": {"type": "null"}} if has else {"type": "null"}
+                   for f, has in fields.items()},
+            },
+            "required": ["kind", *(f for f, has in fields.items() if has)],
+        }
+        for kind, fields in RECORD_FIELDS.items()
+    ]  # fmt: skip
+
+
+class VoiceRecord(BaseModel):
+    """One voice in an export file, as stored: checked whole before anything is written."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, json_schema_extra=_record_rules)
+
+    name: str = _voice_name()
+    kind: Literal["seed", "spk_emb", "ref_audio"]
+    model_fingerprint: str
+    seed: SeedInt | None = None
+    spk_emb: str | None = None
+    ref_tokens: str | None = None
+    ref_text: str | None = None
+    description: str | None = None
+    language: str | None = _lang("zh or en (BCP-47 tags are normalized)")
+    defaults: VoiceDefaults = Field(default_factory=VoiceDefaults)
+    created_at: float = Field(0.0, ge=0)
+    updated_at: float = Field(0.0, ge=0)
+
+
 class VoiceExport(BaseModel):
     """A portable file of saved voices (``GET /v1/voices/export``, ``POST /v1/voices/import``)."""
 
     format: Literal["chattts-server-voices"] = "chattts-server-voices"
     version: Literal[1] = 1
-    voices: list[dict[str, Any]]
+    voices: list[VoiceRecord]
 
 
 class ImportResult(BaseModel):

@@ -18,17 +18,14 @@ from fastapi.responses import Response, StreamingResponse
 from starlette.types import Receive, Scope, Send
 
 from ..audio import AudioFormat, Encoder, check_sample_rate, create_encoder, negotiate
-from ..engine import (
-    Pauses,
-    SynthesisCancelledError,
-    SynthesisRequest,
-)
+from ..engine import Pauses, SynthesisCancelledError, SynthesisRequest, limits
 from .errors import BadRequestError, translate
 from .observe import Metrics, RequestRecord
 from .protocol import (
     KNOWN_EXTENSIONS,
     AudioEvent,
     DoneEvent,
+    Extensions,
     ProgressEvent,
     SpeechAudioDelta,
     SpeechAudioDone,
@@ -40,8 +37,6 @@ from .voices import VoiceChoice, VoiceLibrary, decode_b64
 from .worker import Job, SynthesisWorker
 
 log = logging.getLogger(__name__)
-
-OPENAI_SPEED = (0.5, 2.0)  # what ChatTTS can do; OpenAI's 0.25–4.0 is clamped to this
 
 
 @dataclass(frozen=True)
@@ -76,26 +71,21 @@ class SpeechService:
 
     async def plan_tts(self, body: TTSRequest, accept: str | None, sse: bool = False) -> Plan:
         """``sse``: the audio goes out as PCM events, so ``format`` is ignored (and listed)."""
-        sources = ("voice", "seed", "spk_emb", "ref_audio")
-        voices = [n for n in sources if getattr(body, n) is not None]
-        if len(voices) > 1:
-            raise BadRequestError(
-                f"give one voice source, not {' and '.join(voices)}",
-                code="conflicting_voice",
-                param=voices[1],
-            )
-        has_voice = body.voice is not None
-        choice = VoiceChoice() if body.voice is None else await self.library.resolve(body.voice)
+        _check_voice_sources(body)
+        name = body.voice_name
+        choice = (
+            VoiceChoice() if name is None else await self.library.resolve(name, _voice_param(body))
+        )
         params = _with_defaults(body, choice.defaults)
         ref_audio = decode_b64(body.ref_audio, "ref_audio") if body.ref_audio is not None else None
         ext, ignored = self._extensions(body.extensions)
         request = SynthesisRequest(
             text=body.text,
-            seed=choice.seed if has_voice else body.seed,
+            seed=choice.seed if name is not None else body.seed,
             spk_emb=choice.spk_emb or body.spk_emb,
             ref_audio=ref_audio,
             ref_tokens=choice.ref_tokens,
-            ref_text=choice.ref_text or body.ref_text,
+            ref_text=body.ref_text if ref_audio is not None else choice.ref_text,
             lang=body.lang,
             refine_prompt=body.refine_prompt,
             pauses=Pauses(body.pauses.comma, body.pauses.period),
@@ -112,7 +102,7 @@ class SpeechService:
     async def plan_speech(self, body: SpeechRequest) -> Plan:
         choice = await self.library.resolve(body.voice)
         params = _with_defaults(body, choice.defaults)
-        params["speed"] = min(max(params["speed"], OPENAI_SPEED[0]), OPENAI_SPEED[1])
+        params["speed"] = min(max(params["speed"], limits.SPEED[0]), limits.SPEED[1])
         request = SynthesisRequest(
             text=body.input,
             seed=choice.seed,
@@ -141,15 +131,10 @@ class SpeechService:
         return Plan(request, neg.format, neg.content_type, sample_rate, ignored, warning)
 
     @staticmethod
-    def _extensions(ext: dict[str, Any]) -> tuple[dict[str, Any], tuple[str, ...]]:
-        known = {k: v for k, v in ext.items() if k in KNOWN_EXTENSIONS}
-        for key, value in known.items():
-            if isinstance(value, bool) or not isinstance(value, int):
-                raise BadRequestError(
-                    f"extensions.{key} must be an integer", code="invalid_type",
-                    param=f"extensions.{key}",
-                )  # fmt: skip
-        return known, tuple(sorted(f"extensions.{k}" for k in ext if k not in KNOWN_EXTENSIONS))
+    def _extensions(ext: Extensions) -> tuple[dict[str, Any], tuple[str, ...]]:
+        """The understood keys (typed by the wire model), and the ignored ones."""
+        known = {k: getattr(ext, k) for k in KNOWN_EXTENSIONS if getattr(ext, k) is not None}
+        return known, tuple(sorted(f"extensions.{k}" for k in ext.model_extra or {}))
 
     # --- responses ---------------------------------------------------------------------------
 
@@ -158,7 +143,7 @@ class SpeechService:
     ) -> Response:
         """The whole file, with an exact Content-Length."""
         job = await self.worker.submit(plan.request, timeout)
-        watcher = asyncio.create_task(_cancel_on_disconnect(request, job))
+        watcher = asyncio.create_task(cancel_on_disconnect(request, job))
         pcm: list[np.ndarray] = []
         try:
             async for chunk in job:
@@ -179,17 +164,31 @@ class SpeechService:
         headers = {**self._headers(plan), "X-Audio-Duration-Ms": str(ms)}
         return Response(data, media_type=plan.content_type, headers=headers)
 
-    def chunked(
+    async def chunked(
         self, job: Job, plan: Plan, rec: RequestRecord, finish: Callable[[], None]
     ) -> StreamingResponse:
-        """Audio bytes in the negotiated format as each chunk is ready."""
+        """Audio bytes in the negotiated format as each chunk is ready. The status is sent
+        with the first audio, so a failure before it (deadline, engine error) is a real HTTP
+        error; one after it can only cut the stream short (the body ends incomplete)."""
+        enc = self._encoder(plan)
+        events = self._drive(job, rec, finish, enc.encode)
+        try:
+            first: bytes = b""
+            while not first:
+                first = await anext(events)
+        except StopAsyncIteration:
+            pass
+        except BaseException:
+            await events.aclose()
+            raise
 
         async def body() -> AsyncIterator[bytes]:
-            enc = self._encoder(plan)
-            async with aclosing(self._drive(job, rec, finish, enc.encode)) as events:
-                async for data in events:
-                    if data:
-                        yield data
+            async with aclosing(events):
+                if first:
+                    yield first
+                    async for data in events:
+                        if data:
+                            yield data
             tail = enc.flush()
             if tail:
                 yield tail
@@ -198,7 +197,7 @@ class SpeechService:
             body(), media_type=plan.content_type, headers=self._headers(plan)
         )
 
-    def sse_native(
+    async def sse_native(
         self, job: Job, plan: Plan, rec: RequestRecord, finish: Callable[[], None]
     ) -> StreamingResponse:
         """``event: audio`` (PCM s16le, base64) / ``progress`` / ``done`` | ``error``."""
@@ -234,7 +233,7 @@ class SpeechService:
 
         return self._sse_response(job, plan, rec, finish, on_chunk, done, error_event="error")
 
-    def sse_openai(
+    async def sse_openai(
         self, job: Job, plan: Plan, rec: RequestRecord, finish: Callable[[], None]
     ) -> StreamingResponse:
         """OpenAI's ``speech.audio.delta`` / ``speech.audio.done`` events (data-only)."""
@@ -346,6 +345,10 @@ class ClosingStreamingResponse(StreamingResponse):
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
             await super().__call__(scope, receive, send)
+        except Exception as exc:
+            # the status line is gone: the only way left to say "failed" is to end the body
+            # incomplete (the request's log line already says why)
+            log.warning("stream cut short after it started: %s", exc)
         finally:
             close = getattr(self.body_iterator, "aclose", None)
             if close is not None:
@@ -357,7 +360,7 @@ class _StreamFailed(Exception):
         self.api = api
 
 
-async def _cancel_on_disconnect(request: Request, job: Job, every: float = 0.2) -> None:
+async def cancel_on_disconnect(request: Request, job: Job, every: float = 0.2) -> None:
     while True:
         await asyncio.sleep(every)
         if await request.is_disconnected():
@@ -372,6 +375,33 @@ def _sse(data: str, event: str | None = None) -> str:
 
 def _b64e(data: bytes) -> str:
     return base64.b64encode(data).decode("ascii")
+
+
+def _check_voice_sources(body: TTSRequest) -> None:
+    """One voice source at most (``voice`` and ``voice_id`` may both name the same voice);
+    ``ref_text`` only with ``ref_audio`` (the engine asks for the transcript of a clip)."""
+    if body.voice is not None and body.voice_id is not None and body.voice != body.voice_id:
+        raise BadRequestError(
+            "voice and voice_id name different voices; give one",
+            code="conflicting_voice",
+            param="voice_id",
+        )
+    voice = _voice_param(body) if body.voice_name is not None else None
+    given = [
+        n for n in (voice, "seed", "spk_emb", "ref_audio") if n and getattr(body, n) is not None
+    ]
+    if len(given) > 1:
+        raise BadRequestError(
+            f"give one voice source, not {' and '.join(given)}",
+            code="conflicting_voice",
+            param=given[1],
+        )
+    if body.ref_text is not None and body.ref_audio is None:
+        raise BadRequestError("ref_text needs ref_audio", code="missing_field", param="ref_audio")
+
+
+def _voice_param(body: TTSRequest) -> str:
+    return "voice" if body.voice is not None else "voice_id"
 
 
 def _with_defaults(body: TTSRequest | SpeechRequest, defaults: dict[str, Any]) -> dict[str, Any]:

@@ -11,23 +11,25 @@ import asyncio
 import base64
 import binascii
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
-
-from ..engine import ChatTTSEngine
-from ..engine.voices import SEED_MAX
+from ..engine import ChatTTSEngine, limits
+from ..engine.text import normalize_language, validate_text
 from .errors import BadRequestError, ConflictError, NotFoundError
-from .protocol import VoiceCreate, VoiceDefaults, VoiceExport, VoiceInfo, VoicePatch
-from .voicestore import StoredVoice, VoiceExistsError, VoiceMissingError, VoiceStore, valid_name
-
-# OpenAI's voice names, each a fixed ChatTTS voice seed (stable across releases).
-BUILTIN_VOICES: dict[str, int] = {
-    "alloy": 1001, "ash": 1002, "ballad": 1003, "coral": 1004, "echo": 1005, "fable": 1006,
-    "nova": 1007, "onyx": 1008, "sage": 1009, "shimmer": 1010, "verse": 1011, "marin": 1012,
-    "cedar": 1013,
-}  # fmt: skip
-RESERVED_NAMES = frozenset({"export", "import"})  # routes under /v1/voices/
+from .protocol import (
+    BUILTIN_VOICES,
+    RECORD_FIELDS,
+    RESERVED_NAMES,
+    VoiceCreate,
+    VoiceDefaults,
+    VoiceExport,
+    VoiceInfo,
+    VoicePatch,
+    VoiceRecord,
+    valid_seed_voice,
+    valid_voice_name,
+)
+from .voicestore import StoredVoice, VoiceExistsError, VoiceMissingError, VoiceStore
 
 
 @dataclass(frozen=True)
@@ -51,7 +53,7 @@ def decode_b64(value: str, field: str) -> bytes:
 
 
 def check_name(name: str, param: str = "name") -> str:
-    if not valid_name(name):
+    if not valid_voice_name(name):
         raise BadRequestError(
             "voice names are letters, digits, - and _, 1–64 characters",
             code="invalid_voice_name",
@@ -114,7 +116,7 @@ class VoiceLibrary:
             kind=sources[0],  # type: ignore[arg-type]
             model_fingerprint=self._fingerprint(),
             description=body.description,
-            language=body.language,
+            language=_language(body.language),
             defaults=body.defaults.model_dump(exclude_none=True),
         )
         if body.seed is not None:
@@ -123,12 +125,15 @@ class VoiceLibrary:
         elif body.spk_emb is not None:
             voice.spk_emb = self.engine.check_speaker(body.spk_emb)
         else:
-            if not body.ref_text or not body.ref_text.strip():
+            if body.ref_text is None:
                 raise BadRequestError("ref_audio needs its transcript in ref_text",
                                       code="missing_field", param="ref_text")  # fmt: skip
+            ref_text = validate_text(
+                body.ref_text, max_chars=self.engine.info.max_ref_text_chars, field="ref_text"
+            )
             clip = decode_b64(body.ref_audio or "", "ref_audio")
             voice.ref_tokens = await asyncio.to_thread(self.engine.encode_reference, clip)
-            voice.ref_text = body.ref_text.strip()
+            voice.ref_text = ref_text
         try:
             return await asyncio.to_thread(self.store.create, voice)
         except VoiceExistsError as exc:
@@ -137,6 +142,8 @@ class VoiceLibrary:
 
     async def update(self, name: str, patch: VoicePatch) -> StoredVoice:
         changes = patch.model_dump(exclude_unset=True)
+        if changes.get("language") is not None:
+            changes["language"] = _language(changes["language"])
         if "defaults" in changes:
             changes["defaults"] = (patch.defaults or VoiceDefaults()).model_dump(exclude_none=True)
         try:
@@ -157,22 +164,46 @@ class VoiceLibrary:
         return VoiceExport(voices=[v.to_json() for v in voices])
 
     async def import_(self, data: VoiceExport, overwrite: bool) -> tuple[list[str], list[str]]:
-        voices = []
-        for i, raw in enumerate(data.voices):
-            voices.append(_parse_stored(raw, f"voices.{i}"))
+        """All or nothing: every record is checked (for this model) before one is written."""
+        voices = [self._parse_record(raw, f"voices.{i}") for i, raw in enumerate(data.voices)]
         return await asyncio.to_thread(self.store.import_many, voices, overwrite=overwrite)
+
+    def _parse_record(self, raw: VoiceRecord, where: str) -> StoredVoice:
+        """What the schema says of a record (the fields each kind carries), and what only the
+        engine can check: the speaker string or the encoded clip fits this model."""
+        if raw.name in BUILTIN_VOICES or raw.name in RESERVED_NAMES:
+            raise BadRequestError(f"{where}.name: {raw.name!r} is a built-in or reserved name",
+                                  code="invalid_voice_name", param=f"{where}.name")  # fmt: skip
+        for name, wanted in RECORD_FIELDS[raw.kind].items():
+            if (getattr(raw, name) is not None) != wanted:
+                raise BadRequestError(
+                    f"{where}.{name} "
+                    + ("is missing" if wanted else f"is not for a {raw.kind} voice"),
+                    code="missing_field" if wanted else "invalid_value",
+                    param=f"{where}.{name}",
+                )
+        if raw.spk_emb is not None:
+            self.engine.check_speaker(raw.spk_emb, f"{where}.spk_emb")
+        if raw.ref_tokens is not None:
+            self.engine.check_reference_tokens(raw.ref_tokens, f"{where}.ref_tokens")
+        if raw.ref_text is not None:
+            validate_text(raw.ref_text, max_chars=self.engine.info.max_ref_text_chars,
+                          field=f"{where}.ref_text")  # fmt: skip
+        data = raw.model_dump()
+        data["language"] = _language(raw.language, f"{where}.language")
+        data["defaults"] = raw.defaults.model_dump(exclude_none=True)
+        return StoredVoice(**data)
 
     async def resolve(self, voice: str, param: str = "voice") -> VoiceChoice:
         """A built-in name, ``seed:N`` or a saved voice; anything else is a 404."""
         if voice in BUILTIN_VOICES:
             return VoiceChoice(seed=BUILTIN_VOICES[voice])
         if voice.startswith("seed:"):
-            raw = voice[5:]
-            if not raw.isdigit() or int(raw) > SEED_MAX:
-                raise BadRequestError(f"seed voices are seed:N with N in 0…{SEED_MAX}",
+            if not valid_seed_voice(voice):
+                raise BadRequestError(f"seed voices are seed:N with N in 0…{limits.SEED[1]}",
                                       param=param)  # fmt: skip
-            return VoiceChoice(seed=int(raw))
-        saved = await asyncio.to_thread(self.store.get, voice) if valid_name(voice) else None
+            return VoiceChoice(seed=int(voice[5:]))
+        saved = await asyncio.to_thread(self.store.get, voice) if valid_voice_name(voice) else None
         if saved is None:
             raise NotFoundError(f"voice {voice!r} not found", code="voice_not_found", param=param)
         warning = None
@@ -190,41 +221,5 @@ class VoiceLibrary:
         )
 
 
-class _StoredModel(BaseModel):
-    """The shape of one voice in an export file: checked before anything is written."""
-
-    model_config = ConfigDict(extra="forbid", strict=True)
-
-    name: str
-    kind: Literal["seed", "spk_emb", "ref_audio"]
-    model_fingerprint: str
-    seed: int | None = Field(None, ge=0, le=SEED_MAX)
-    spk_emb: str | None = None
-    ref_tokens: str | None = None
-    ref_text: str | None = None
-    description: str | None = None
-    language: Literal["zh", "en"] | None = None
-    defaults: VoiceDefaults = Field(default_factory=VoiceDefaults)
-    created_at: float = Field(0.0, ge=0)
-    updated_at: float = Field(0.0, ge=0)
-
-
-def _parse_stored(raw: dict[str, Any], where: str) -> StoredVoice:
-    try:
-        model = _StoredModel.model_validate(raw)
-    except ValidationError as exc:
-        err = exc.errors()[0]
-        loc = ".".join(str(p) for p in err["loc"])
-        raise BadRequestError(f"{where}.{loc}: {err['msg']}", param=f"{where}.{loc}") from exc
-    check_name(model.name, f"{where}.name")
-    if model.name in BUILTIN_VOICES or model.name in RESERVED_NAMES:
-        raise BadRequestError(f"{where}.name is reserved", code="invalid_voice_name",
-                              param=f"{where}.name")  # fmt: skip
-    needs = ("ref_tokens", "ref_text") if model.kind == "ref_audio" else ("spk_emb",)
-    for name in needs:
-        if not getattr(model, name):
-            raise BadRequestError(f"{where}.{name} is missing", code="missing_field",
-                                  param=f"{where}.{name}")  # fmt: skip
-    data = model.model_dump()
-    data["defaults"] = model.defaults.model_dump(exclude_none=True)
-    return StoredVoice(**data)
+def _language(tag: str | None, field: str = "language") -> str | None:
+    return None if tag is None else normalize_language(tag, field)

@@ -9,7 +9,6 @@ Blocking calls: the async layer runs them in a thread.
 from __future__ import annotations
 
 import json
-import re
 import sqlite3
 import threading
 import time
@@ -19,8 +18,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-NAME_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
-_NAME = re.compile(NAME_PATTERN)
 VoiceKind = Literal["seed", "spk_emb", "ref_audio"]
 
 _MIGRATIONS: tuple[tuple[str, ...], ...] = (
@@ -79,10 +76,6 @@ class StoredVoice:
         data = dict(row)
         data["defaults"] = json.loads(data["defaults"])
         return cls(**data)
-
-
-def valid_name(name: str) -> bool:
-    return bool(_NAME.match(name))
 
 
 class VoiceStore:

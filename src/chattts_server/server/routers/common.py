@@ -13,10 +13,10 @@ from fastapi.responses import Response
 from ..errors import BadRequestError, RateLimitedError, UnsupportedMediaError, translate
 from ..observe import RequestRecord
 from ..security import client_id
-from ..speech import Plan, SpeechService
+from ..speech import Plan, SpeechService, cancel_on_disconnect
 from ..worker import Job
 
-Streamer = Callable[[Job, Plan, RequestRecord, Callable[[], None]], Response]
+Streamer = Callable[[Job, Plan, RequestRecord, Callable[[], None]], Awaitable[Response]]
 
 
 def require_json(request: Request) -> None:
@@ -70,7 +70,12 @@ async def respond(
         release()
         rec.finish(metrics)
 
-    return streamer(job, plan, rec, finish)
+    # a streamer may wait for the first audio before answering: cancel if the client goes
+    watcher = asyncio.create_task(cancel_on_disconnect(request, job))
+    try:
+        return await streamer(job, plan, rec, finish)
+    finally:
+        watcher.cancel()
 
 
 def _no_op() -> None:

@@ -5,11 +5,10 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 
-from ..errors import ERROR_RESPONSES
+from ..openapi import AUDIO_TYPES, TIMEOUT_HEADER, errors
 from ..protocol import SpeechRequest
 from ..speech import SpeechService
 from .common import record, require_json, respond
-from .tts import AUDIO_TYPES
 
 router = APIRouter(tags=["openai"])
 
@@ -19,13 +18,14 @@ router = APIRouter(tags=["openai"])
     dependencies=[Depends(require_json)],
     response_class=Response,
     responses={
-        **ERROR_RESPONSES,
+        **errors(400, 401, 404, 413, 415, 429, 500, 503, 504),
         200: {
             "description": "audio in response_format (chunked), or text/event-stream with "
             "speech.audio.delta / speech.audio.done events when stream_format is sse",
             "content": {t: {} for t in [*AUDIO_TYPES, "text/event-stream"]},
         },
     },
+    openapi_extra={"parameters": [TIMEOUT_HEADER]},
 )
 async def speech(request: Request, body: SpeechRequest) -> Response:
     """Every ``model`` name means ChatTTS; ``speed`` is clamped to 0.5–2.0; ``instructions`` is

@@ -6,6 +6,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from ..openapi import errors
 from ..protocol import HealthStatus
 
 router = APIRouter(tags=["system"])
@@ -17,7 +18,11 @@ async def healthz() -> HealthStatus:
     return HealthStatus(status="ok")
 
 
-@router.get("/readyz", response_model=HealthStatus, responses={503: {"model": HealthStatus}})
+@router.get(
+    "/readyz",
+    response_model=HealthStatus,
+    responses={503: {"model": HealthStatus, "description": "loading, or loading failed"}},
+)
 async def readyz(request: Request) -> Response:
     """200 once the model is loaded and warmed up; 503 before (or if loading failed)."""
     engine = request.app.state.engine
@@ -40,7 +45,14 @@ async def readyz(request: Request) -> Response:
     return JSONResponse(body.model_dump())
 
 
-@router.get("/metrics", response_class=Response)
+@router.get(
+    "/metrics",
+    response_class=Response,
+    responses={
+        **errors(401),
+        200: {"description": "Prometheus metrics", "content": {CONTENT_TYPE_LATEST: {}}},
+    },
+)
 async def metrics(request: Request) -> Response:
     """Prometheus text format."""
     return Response(

@@ -1,0 +1,101 @@
+"""The OpenAPI document: the contract, exact (checked by schemathesis with every check on).
+
+Routes declare the error responses they can return with :func:`errors` (one error body
+schema); :func:`build_openapi` then writes what only the running server knows into the
+generated document — the limits that are settings (text length, token limit, request timeout,
+from the engine's :class:`~..engine.EngineInfo` and :class:`~..settings.Settings`) — and the
+headers every response carries (``X-Request-ID``; ``Retry-After`` on 429 and 503).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
+
+from ..audio import served_content_types
+from .protocol import ErrorBody
+
+# one entry per served format, without parameters (audio/ogg; codecs=opus → audio/ogg)
+AUDIO_TYPES = sorted({t.split(";")[0].strip() for t in served_content_types()})
+
+_DESCRIPTIONS = {
+    400: "invalid input: the body names the field (param) and a code",
+    401: "missing or invalid API key (when keys are configured)",
+    404: "unknown voice",
+    406: "no audio format the client accepts",
+    409: "a voice of that name exists",
+    413: "body too large",
+    415: "body is not application/json",
+    429: "rate limit or concurrent-stream limit (Retry-After)",
+    500: "engine failure; the body carries the request id",
+    503: "overloaded (Retry-After) or model not ready",
+    504: "the request deadline (X-Request-Timeout) passed",
+}
+
+TIMEOUT_HEADER: dict[str, Any] = {
+    "name": "X-Request-Timeout",
+    "in": "header",
+    "required": False,
+    "description": "seconds this request may take (at most the server's request_timeout_s); "
+    "past it synthesis stops and the answer is 504",
+    "schema": {"type": "number", "exclusiveMinimum": 0},
+}
+
+
+def errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """The error responses an operation can return, each with the one error body."""
+    return {s: {"model": ErrorBody, "description": _DESCRIPTIONS[s]} for s in statuses}
+
+
+def build_openapi(app: FastAPI) -> dict[str, Any]:
+    """The generated document with this server's limits and headers written in (cached)."""
+    if app.openapi_schema:
+        return app.openapi_schema
+    doc = get_openapi(
+        title=app.title,
+        version=app.version,
+        summary=app.summary,
+        routes=app.routes,
+    )
+    info = app.state.engine.info
+    settings = app.state.settings
+    schemas = doc["components"]["schemas"]
+    for model, field in (("TTSRequest", "text"), ("SpeechRequest", "input")):
+        schemas[model]["properties"][field]["maxLength"] = info.max_text_chars
+    for model in ("TTSRequest", "VoiceCreate"):
+        _branch(schemas[model]["properties"]["ref_text"])["maxLength"] = info.max_ref_text_chars
+    for field in ("max_new_tokens", "min_new_tokens"):
+        _branch(schemas["Extensions"]["properties"][field])["maximum"] = info.max_new_tokens
+    request_id = {
+        "description": "the request id (yours when well-formed, else a new one)",
+        "required": True,
+        "schema": {"type": "string"},
+    }
+    retry_after = {
+        "description": "seconds to wait before retrying",
+        "required": True,
+        "schema": {"type": "string", "pattern": "^[0-9]+$"},
+    }
+    for path in doc["paths"].values():
+        for operation in path.values():
+            for parameter in operation.get("parameters", []):
+                if parameter["name"] == TIMEOUT_HEADER["name"]:
+                    parameter["schema"]["maximum"] = settings.request_timeout_s
+            for status, response in operation["responses"].items():
+                headers = response.setdefault("headers", {})
+                headers["X-Request-ID"] = request_id
+                body = response.get("content", {}).get("application/json", {}).get("schema", {})
+                if status in ("429", "503") and body.get("$ref", "").endswith("/ErrorBody"):
+                    headers["Retry-After"] = retry_after
+    app.openapi_schema = doc
+    return doc
+
+
+def _branch(schema: dict[str, Any]) -> dict[str, Any]:
+    """The non-null branch of an optional field's schema (``anyOf: [T, null]``)."""
+    for option in schema.get("anyOf", [schema]):
+        if option.get("type") != "null":
+            return option
+    raise ValueError(f"no non-null branch in {schema}")
