@@ -78,26 +78,30 @@ type wireTTS struct {
 	Stream bool `json:"stream,omitempty"`
 }
 
+// The server's patterns (chattts_server.engine.text, .server.protocol), verbatim.
 var (
-	langTag        = regexp.MustCompile(`^[A-Za-z]{2,8}(-[A-Za-z0-9]{1,8})*$`)
+	langTag        = regexp.MustCompile(`^(?:[Zz][Hh]|[Cc][Mm][Nn]|[Ee][Nn])(?:[-_][A-Za-z0-9]{1,8})*$`)
 	controlTag     = regexp.MustCompile(`\[[^\[\]\s]{1,32}\]`)
-	refinePromptRe = regexp.MustCompile(`\[(?:oral_\d|laugh_\d|break_\d)\]`)
+	refinePromptRe = regexp.MustCompile(`^(?:\[(?:oral_[0-9]|laugh_[0-2]|break_[0-7])\]|\s)*$`)
+	speakableRe    = regexp.MustCompile(`[A-Za-z0-9\x{4e00}-\x{9fff}]`)
+	seedVoiceRe    = regexp.MustCompile(`^seed:(?:0|[1-9][0-9]{0,9})$`)
 )
 
-// NormalizeLang maps a BCP-47 tag (case-insensitive) to the language ChatTTS speaks: "zh"
-// for zh, zh-* and cmn, "en" for en and en-*. ok is false for any other language.
+// opusRates are the sample rates libopus runs at (format opus).
+var opusRates = []int{8000, 16000, 24000, 48000}
+
+// NormalizeLang maps a BCP-47 tag (case-insensitive; "_" tolerated for POSIX locales) to
+// the language ChatTTS speaks: "zh" for zh, zh-*, cmn; "en" for en, en-*. ok is false for
+// any other language (the server's rule).
 func NormalizeLang(tag string) (lang string, ok bool) {
 	if !langTag.MatchString(tag) {
 		return "", false
 	}
-	primary, _, _ := strings.Cut(strings.ToLower(tag), "-")
-	switch primary {
-	case "zh", "cmn":
-		return "zh", true
-	case "en":
+	primary := strings.ToLower(strings.FieldsFunc(tag, func(c rune) bool { return c == '-' || c == '_' })[0])
+	if primary == "en" {
 		return "en", true
 	}
-	return "", false
+	return "zh", true
 }
 
 // Validate checks the request against the server's rules and returns the first problem as
@@ -133,10 +137,10 @@ func (r *TTSRequest) checkNumbers() error {
 	if err := checkFloat(r.Speed, "speed", 0.5, 2.0, true); err != nil {
 		return err
 	}
-	if err := checkFloat(r.Temperature, "temperature", 0, 2.0, false); err != nil {
+	if err := checkFloat(r.Temperature, "temperature", 1e-5, 2.0, true); err != nil {
 		return err
 	}
-	if err := checkFloat(r.TopP, "top_p", 0, 1.0, false); err != nil {
+	if err := checkFloat(r.TopP, "top_p", 1e-5, 1.0, true); err != nil {
 		return err
 	}
 	if r.TopK != nil && (*r.TopK < 1 || *r.TopK > 626) {
@@ -159,6 +163,9 @@ func (r *TTSRequest) checkChoices() error {
 	}
 	if r.SampleRate != 0 && !contains(SampleRates, r.SampleRate) {
 		return &ValidationError{"sample_rate", "invalid_value", fmt.Sprintf("sample_rate must be one of %v", SampleRates)}
+	}
+	if r.Format == "opus" && r.SampleRate != 0 && !contains(opusRates, r.SampleRate) {
+		return &ValidationError{"sample_rate", "invalid_value", fmt.Sprintf("opus runs at %v Hz", opusRates)}
 	}
 	if r.Lang != "" {
 		if _, ok := NormalizeLang(r.Lang); !ok {
@@ -207,7 +214,7 @@ func (r *TTSRequest) voiceName() string {
 }
 
 func (r *TTSRequest) checkRefine() error {
-	if r.RefinePrompt != "" && strings.TrimSpace(refinePromptRe.ReplaceAllString(r.RefinePrompt, "")) != "" {
+	if !refinePromptRe.MatchString(r.RefinePrompt) {
 		return &ValidationError{"refine_prompt", "invalid_refine_prompt", "refine_prompt may hold only [oral_0-9], [laugh_0-2] and [break_0-7] tokens"}
 	}
 	return nil
@@ -227,13 +234,17 @@ func (r *TTSRequest) checkReference() error {
 }
 
 func (r *TTSRequest) checkExtensions() error {
-	for _, key := range KnownExtensions {
+	for i, key := range KnownExtensions {
 		v, ok := r.Extensions[key]
-		if !ok {
+		if !ok || v == nil {
 			continue
 		}
-		if _, isInt := integer(v); !isInt {
+		n, isInt := integer(v)
+		if !isInt {
 			return &ValidationError{"extensions." + key, "invalid_type", "extensions." + key + " must be an integer"}
+		}
+		if lo := int64(1 - i); n < lo { // max_new_tokens >= 1, min_new_tokens >= 0
+			return outOfRange("extensions."+key, fmt.Sprintf("an integer >= %d", lo))
 		}
 	}
 	if r.Extensions != nil {
@@ -268,6 +279,9 @@ func checkText(text, param string) error {
 				fmt.Sprintf("unknown control token %s; allowed: %s", tag, strings.Join(ControlTokens, ", "))}
 		}
 	}
+	if !speakableRe.MatchString(controlTag.ReplaceAllString(stripped, "")) {
+		return &ValidationError{param, "nothing_to_speak", param + " has nothing ChatTTS can speak: it reads Chinese, English and digits"}
+	}
 	return nil
 }
 
@@ -278,17 +292,11 @@ func isControl(c rune) bool {
 
 var voiceNameRe = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
 
-// checkVoiceName: "seed:N" must carry a seed in range; other names must be a built-in or a
-// saved voice's name (the server answers 404 for a well-formed name it does not know).
+// checkVoiceName: "seed:N" must carry a seed in range, written without leading zeros (a
+// 400 otherwise); any other name is the server's to resolve (404 when unknown).
 func checkVoiceName(v, param string) error {
-	if raw, ok := strings.CutPrefix(v, "seed:"); ok {
-		if raw == "" || strings.TrimFunc(raw, isASCIIDigit) != "" || len(raw) > 10 || parseUint(raw) > SeedMax {
-			return &ValidationError{param, "invalid_value", fmt.Sprintf("seed voices are seed:N with N in 0…%d", uint64(SeedMax))}
-		}
-		return nil
-	}
-	if !voiceNameRe.MatchString(v) {
-		return &ValidationError{param, "voice_not_found", fmt.Sprintf("voice %q is not a built-in name, seed:N or a saved voice's name", v)}
+	if strings.HasPrefix(v, "seed:") && (!seedVoiceRe.MatchString(v) || parseUint(v[5:]) > SeedMax) {
+		return &ValidationError{param, "invalid_value", fmt.Sprintf("seed voices are seed:N with N in 0…%d", uint64(SeedMax))}
 	}
 	return nil
 }
@@ -300,8 +308,6 @@ func CheckVoiceName(name string) error {
 	}
 	return nil
 }
-
-func isASCIIDigit(c rune) bool { return c >= '0' && c <= '9' }
 
 func parseUint(s string) uint64 {
 	var n uint64

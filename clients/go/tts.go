@@ -134,6 +134,11 @@ func audioOf(a *attempt, data []byte) (*Audio, error) {
 //
 // req.Format is ignored (chunks are always PCM): Accept is text/event-stream.
 func (c *Client) Stream(ctx context.Context, req *TTSRequest) (*Stream, error) {
+	if req != nil && req.Format != "" {
+		r := *req
+		r.Format = "" // SSE carries PCM; a format would only be listed as ignored
+		req = &r
+	}
 	body, err := c.ttsBody(req, true)
 	if err != nil {
 		return nil, err
