@@ -165,7 +165,7 @@ func (r *TTSRequest) checkChoices() error {
 		return &ValidationError{"sample_rate", "invalid_value", fmt.Sprintf("sample_rate must be one of %v", SampleRates)}
 	}
 	if r.Format == "opus" && r.SampleRate != 0 && !contains(opusRates, r.SampleRate) {
-		return &ValidationError{"sample_rate", "invalid_value", fmt.Sprintf("opus runs at %v Hz", opusRates)}
+		return &ValidationError{"sample_rate", "unsupported_sample_rate", fmt.Sprintf("opus runs at %v Hz", opusRates)}
 	}
 	if r.Lang != "" {
 		if _, ok := NormalizeLang(r.Lang); !ok {

@@ -31,7 +31,7 @@ func TestValidateMirrorsTheServersRules(t *testing.T) {
 		{"zero temperature", func(r *TTSRequest) { r.Temperature = Ptr(0.0) }, "temperature", "out_of_range"},
 		{"tiny top_p", func(r *TTSRequest) { r.TopP = Ptr(1e-6) }, "top_p", "out_of_range"},
 		{"nothing to speak", func(r *TTSRequest) { r.Text = "🙂 …!" }, "text", "nothing_to_speak"},
-		{"opus rate", func(r *TTSRequest) { r.Format, r.SampleRate = "opus", 44100 }, "sample_rate", "invalid_value"},
+		{"opus rate", func(r *TTSRequest) { r.Format, r.SampleRate = "opus", 44100 }, "sample_rate", "unsupported_sample_rate"},
 		{"seed voice zeros", func(r *TTSRequest) { r.Voice = "seed:007" }, "voice", "invalid_value"},
 		{"min tokens", func(r *TTSRequest) { r.Extensions = map[string]any{"min_new_tokens": -1} }, "extensions.min_new_tokens", "out_of_range"},
 		{"max tokens", func(r *TTSRequest) { r.Extensions = map[string]any{"max_new_tokens": 0} }, "extensions.max_new_tokens", "out_of_range"},
