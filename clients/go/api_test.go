@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"testing"
+	"time"
 )
 
 func jsonAnswer(status int, body string) http.HandlerFunc {
@@ -195,5 +196,30 @@ func TestARequestIDFromTheContextIsSentAndChecked(t *testing.T) {
 	}
 	if _, err := c.Synthesize(ContextWithRequestID(context.Background(), "bad id"), hello()); !errors.Is(err, ErrInvalidRequest) {
 		t.Fatal(err)
+	}
+}
+
+func TestCallOptionsOverrideTheClientForOneCall(t *testing.T) {
+	srv := newScript(t, apiError(503, "overloaded"), apiError(503, "overloaded"), wavAnswer(testPCM))
+	c, clk, _ := testClient(t, []string{srv.srv.URL}, WithTimeout(time.Hour))
+	_, err := c.Synthesize(context.Background(), hello(), WithCallRetries(0), WithCallHeader("X-Tenant", "t1"),
+		WithCallRequestID("call-1"))
+	var api *APIError
+	if !errors.As(err, &api) || srv.count() != 1 || api.RequestID != "call-1" {
+		t.Fatalf("%v after %d requests", err, srv.count())
+	}
+	if r := srv.requests()[0]; r.Header.Get("X-Tenant") != "t1" || r.Header.Get("X-Request-ID") != "call-1" {
+		t.Fatalf("%v", r.Header)
+	}
+	// a call deadline shorter than the backoff: no retry
+	_, err = c.Synthesize(context.Background(), hello(), WithCallTimeout(ms(100)), WithCallRetries(5))
+	if !errors.As(err, &api) || srv.count() != 2 || len(clk.Sleeps()) != 0 {
+		t.Fatalf("%v after %d requests, sleeps %v", err, srv.count(), clk.Sleeps())
+	}
+	if _, err := c.Voices.List(context.Background(), WithCallHeader("X-Tenant", "t2")); err == nil {
+		t.Fatal("a wav answer decoded as a voice list")
+	}
+	if srv.requests()[2].Header.Get("X-Tenant") != "t2" {
+		t.Fatal("voices calls take call options too")
 	}
 }

@@ -239,6 +239,7 @@ type spec struct {
 	retries    bool
 	answers    func(status int) bool // non-2xx statuses that are answers (readyz's 503)
 	text       string                // hashed into the log record
+	opts       []CallOption
 	// handle reads a successful response inside the retry loop: its errors are retried
 	// like the attempt's own, so it should fail only before anything reached the caller.
 	handle func(a *attempt) error
@@ -254,22 +255,34 @@ type call struct {
 	start    time.Time
 	plan     *callPlan
 	endpoint *endpoint
+	headers  http.Header // the call's own (WithCallHeader)
 	logged   atomic.Bool
 }
 
 func (c *Client) newCall(ctx context.Context, s *spec) (*call, error) {
-	id, _ := ctx.Value(requestIDKey{}).(string)
+	var cc callConfig
+	for _, o := range s.opts {
+		o(&cc)
+	}
+	id := cc.requestID
+	if id == "" {
+		id, _ = ctx.Value(requestIDKey{}).(string)
+	}
 	if id == "" {
 		id = newRequestID()
 	} else if !requestIDRe.MatchString(id) {
 		return nil, &ValidationError{"X-Request-ID", "invalid_value", "request ids match ^[A-Za-z0-9._:-]{1,128}$"}
 	}
 	now := c.clock.Now()
+	timeout := c.timeout
+	if cc.timeout != nil {
+		timeout = *cc.timeout
+	}
 	var deadline time.Time
 	cctx, cancel := ctx, context.CancelFunc(func() {})
-	if c.timeout > 0 {
-		cctx, cancel = context.WithTimeout(ctx, c.timeout)
-		deadline = now.Add(c.timeout)
+	if timeout > 0 {
+		cctx, cancel = context.WithTimeout(ctx, timeout)
+		deadline = now.Add(timeout)
 	}
 	if d, ok := ctx.Deadline(); ok {
 		if dl := now.Add(time.Until(d)); deadline.IsZero() || dl.Before(deadline) {
@@ -281,11 +294,14 @@ func (c *Client) newCall(ctx context.Context, s *spec) (*call, error) {
 		breakers[i] = ep.br
 	}
 	policy := c.retry
+	if cc.retries != nil {
+		policy.MaxRetries = max(*cc.retries, 0)
+	}
 	if !s.retries {
 		policy.MaxRetries = 0
 	}
 	return &call{
-		c: c, spec: s, id: id, ctx: cctx, cancel: cancel, start: now,
+		c: c, spec: s, id: id, ctx: cctx, cancel: cancel, start: now, headers: cc.headers,
 		plan: newCallPlan(policy, c.budget, breakers, s.idempotent, s.guarded, deadline),
 	}, nil
 }
@@ -381,6 +397,9 @@ func (cl *call) attempt(ep *endpoint) (*attempt, error) {
 		return nil, fmt.Errorf("chattts: %s: %w", cl.name(), err)
 	}
 	for k, v := range c.headers {
+		req.Header[k] = v
+	}
+	for k, v := range cl.headers {
 		req.Header[k] = v
 	}
 	req.Header.Set("User-Agent", "chattts-go/"+Version)
@@ -600,7 +619,7 @@ func (cl *call) finish(err error, audioMS int64, fallback bool, extra ...slog.At
 // --- whole-body calls -------------------------------------------------------------------
 
 // do runs a call whose answer is read whole, and logs it.
-func (c *Client) do(ctx context.Context, s *spec) (*http.Response, []byte, error) {
+func (c *Client) do(ctx context.Context, s *spec) (*http.Response, []byte, error) { // s.opts set by the caller
 	cl, err := c.newCall(ctx, s)
 	if err != nil {
 		return nil, nil, err

@@ -19,19 +19,19 @@ type Health struct {
 // Health asks whether the server process is alive (GET /healthz). Like Ready it bypasses
 // the breakers and retries, and moves on to the next endpoint only when one cannot be
 // reached.
-func (c *Client) Health(ctx context.Context) (*Health, error) {
-	return c.health(ctx, "/healthz")
+func (c *Client) Health(ctx context.Context, opts ...CallOption) (*Health, error) {
+	return c.health(ctx, "/healthz", opts)
 }
 
 // Ready asks whether the server can synthesize (GET /readyz): a 503 while the model
 // loads is an answer (Ready false), not an error.
-func (c *Client) Ready(ctx context.Context) (*Health, error) {
-	return c.health(ctx, "/readyz")
+func (c *Client) Ready(ctx context.Context, opts ...CallOption) (*Health, error) {
+	return c.health(ctx, "/readyz", opts)
 }
 
-func (c *Client) health(ctx context.Context, path string) (*Health, error) {
+func (c *Client) health(ctx context.Context, path string, opts []CallOption) (*Health, error) {
 	s := &spec{op: "health", method: http.MethodGet, path: path, idempotent: true,
-		answers: func(code int) bool { return code == http.StatusServiceUnavailable }}
+		answers: func(code int) bool { return code == http.StatusServiceUnavailable }, opts: opts}
 	cl, err := c.newCall(ctx, s)
 	if err != nil {
 		return nil, err

@@ -21,7 +21,7 @@ type SpeechRequest struct {
 	StreamFormat   string   `json:"stream_format,omitempty"`   // set by Speech / SpeechStream
 }
 
-func (c *Client) speechSpec(req *SpeechRequest, streamFormat string) (*spec, error) {
+func (c *Client) speechSpec(req *SpeechRequest, streamFormat string, opts []CallOption) (*spec, error) {
 	if req == nil || req.Voice == "" {
 		return nil, &ValidationError{"voice", "missing_field", "voice is required"}
 	}
@@ -46,13 +46,13 @@ func (c *Client) speechSpec(req *SpeechRequest, streamFormat string) (*spec, err
 		return nil, err
 	}
 	return &spec{method: http.MethodPost, path: "/v1/audio/speech", body: body, idempotent: true,
-		guarded: true, retries: true, text: req.Input}, nil
+		guarded: true, retries: true, text: req.Input, opts: opts}, nil
 }
 
 // Speech is OpenAI's speech endpoint with stream_format "audio", read whole: the file in
 // ResponseFormat (mp3 by default). Fallback audio applies as in Synthesize.
-func (c *Client) Speech(ctx context.Context, req *SpeechRequest) (*Audio, error) {
-	s, err := c.speechSpec(req, "audio")
+func (c *Client) Speech(ctx context.Context, req *SpeechRequest, opts ...CallOption) (*Audio, error) {
+	s, err := c.speechSpec(req, "audio", opts)
 	if err != nil {
 		return nil, err
 	}
@@ -61,8 +61,8 @@ func (c *Client) Speech(ctx context.Context, req *SpeechRequest) (*Audio, error)
 }
 
 // SpeechAudio is Speech as a stream of bytes (an AudioStream, bounded memory).
-func (c *Client) SpeechAudio(ctx context.Context, req *SpeechRequest) (*AudioStream, error) {
-	s, err := c.speechSpec(req, "audio")
+func (c *Client) SpeechAudio(ctx context.Context, req *SpeechRequest, opts ...CallOption) (*AudioStream, error) {
+	s, err := c.speechSpec(req, "audio", opts)
 	if err != nil {
 		return nil, err
 	}
@@ -99,8 +99,8 @@ type SpeechStream struct {
 
 // SpeechStream starts OpenAI's SSE stream (stream_format "sse"): it returns once the first
 // delta arrived, retrying until then; nothing is retried after.
-func (c *Client) SpeechStream(ctx context.Context, req *SpeechRequest) (*SpeechStream, error) {
-	s, err := c.speechSpec(req, "sse")
+func (c *Client) SpeechStream(ctx context.Context, req *SpeechRequest, opts ...CallOption) (*SpeechStream, error) {
+	s, err := c.speechSpec(req, "sse", opts)
 	if err != nil {
 		return nil, err
 	}

@@ -286,6 +286,43 @@ func tlsFromFiles(files [3]string, base *tls.Config) (*tls.Config, error) {
 	return cfg, nil
 }
 
+// CallOption adjusts one call (openai-go's request options): pass them after the request,
+// c.Synthesize(ctx, req, chattts.WithCallRetries(0)).
+type CallOption func(*callConfig)
+
+type callConfig struct {
+	retries   *int
+	timeout   *time.Duration
+	headers   http.Header
+	requestID string
+}
+
+// WithCallRetries sets this call's retries (the client's WithRetries otherwise).
+func WithCallRetries(n int) CallOption {
+	return func(c *callConfig) { c.retries = &n }
+}
+
+// WithCallTimeout sets this call's deadline, retries included (the client's WithTimeout
+// otherwise; 0: none).
+func WithCallTimeout(d time.Duration) CallOption {
+	return func(c *callConfig) { c.timeout = &d }
+}
+
+// WithCallHeader adds a header to this call's requests.
+func WithCallHeader(name, value string) CallOption {
+	return func(c *callConfig) {
+		if c.headers == nil {
+			c.headers = http.Header{}
+		}
+		c.headers.Add(name, value)
+	}
+}
+
+// WithCallRequestID sends id as this call's X-Request-ID (as ContextWithRequestID does).
+func WithCallRequestID(id string) CallOption {
+	return func(c *callConfig) { c.requestID = id }
+}
+
 // withClock and withRand let the tests drive time and jitter.
 func withClock(cl clock) Option {
 	return func(c *config) error {

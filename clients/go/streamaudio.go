@@ -44,7 +44,7 @@ type AudioStream struct {
 // as a *StreamInterruptedError. Cancelling ctx or calling Close ends the stream and
 // closes the connection. With fallback audio configured, a server that cannot answer
 // gives the fallback (AudioStream.Fallback) and a *FallbackError.
-func (c *Client) StreamAudio(ctx context.Context, req *TTSRequest) (*AudioStream, error) {
+func (c *Client) StreamAudio(ctx context.Context, req *TTSRequest, opts ...CallOption) (*AudioStream, error) {
 	if req != nil && req.Format == "" {
 		r := *req
 		r.Format = "wav"
@@ -55,7 +55,7 @@ func (c *Client) StreamAudio(ctx context.Context, req *TTSRequest) (*AudioStream
 		return nil, err
 	}
 	s := &spec{op: "stream_audio", method: http.MethodPost, path: "/v1/tts?stream=true", body: body,
-		accept: formatTypes[req.Format], idempotent: true, guarded: true, retries: true, text: req.Text}
+		accept: formatTypes[req.Format], idempotent: true, guarded: true, retries: true, text: req.Text, opts: opts}
 	return c.audioStream(ctx, s)
 }
 

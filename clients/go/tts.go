@@ -63,13 +63,13 @@ func (c *Client) ttsBody(req *TTSRequest, stream bool) ([]byte, error) {
 // policy. When fallback audio is configured and the server cannot answer, it returns the
 // fallback (Audio.Fallback) together with a *FallbackError: errors.Is(err,
 // ErrFallbackUsed) means the audio is usable.
-func (c *Client) Synthesize(ctx context.Context, req *TTSRequest) (*Audio, error) {
+func (c *Client) Synthesize(ctx context.Context, req *TTSRequest, opts ...CallOption) (*Audio, error) {
 	body, err := c.ttsBody(req, false)
 	if err != nil {
 		return nil, err
 	}
 	s := &spec{op: "synthesize", method: http.MethodPost, path: "/v1/tts", body: body,
-		idempotent: true, guarded: true, retries: true, text: req.Text}
+		idempotent: true, guarded: true, retries: true, text: req.Text, opts: opts}
 	if ct, ok := formatTypes[req.Format]; ok {
 		s.accept = ct
 	}
@@ -133,7 +133,7 @@ func audioOf(a *attempt, data []byte) (*Audio, error) {
 // the connection (the server then stops synthesizing). Close the stream when done.
 //
 // req.Format is ignored (chunks are always PCM): Accept is text/event-stream.
-func (c *Client) Stream(ctx context.Context, req *TTSRequest) (*Stream, error) {
+func (c *Client) Stream(ctx context.Context, req *TTSRequest, opts ...CallOption) (*Stream, error) {
 	if req != nil && req.Format != "" {
 		r := *req
 		r.Format = "" // SSE carries PCM; a format would only be listed as ignored
@@ -144,7 +144,7 @@ func (c *Client) Stream(ctx context.Context, req *TTSRequest) (*Stream, error) {
 		return nil, err
 	}
 	s := &spec{op: "stream", method: http.MethodPost, path: "/v1/tts?stream=true", body: body,
-		accept: "text/event-stream", idempotent: true, guarded: true, retries: true, text: req.Text}
+		accept: "text/event-stream", idempotent: true, guarded: true, retries: true, text: req.Text, opts: opts}
 	cl, err := c.newCall(ctx, s)
 	if err != nil {
 		return nil, err

@@ -109,8 +109,8 @@ func voicePath(name string) (string, error) {
 	return "/v1/voices/" + strings.ReplaceAll(url.PathEscape(name), ".", "%2E"), nil
 }
 
-func (v *VoicesService) spec(op, method, path string, body any, idempotent bool) (*spec, error) {
-	s := &spec{op: op, method: method, path: path, idempotent: idempotent, guarded: true, retries: true}
+func (v *VoicesService) spec(op, method, path string, body any, idempotent bool, opts []CallOption) (*spec, error) {
+	s := &spec{op: op, method: method, path: path, idempotent: idempotent, guarded: true, retries: true, opts: opts}
 	if body != nil {
 		b, err := jsonBody(body)
 		if err != nil {
@@ -123,8 +123,8 @@ func (v *VoicesService) spec(op, method, path string, body any, idempotent bool)
 
 // List returns the voices usable as TTSRequest.Voice: the built-in OpenAI names, then the
 // saved voices ("seed:N" works too).
-func (v *VoicesService) List(ctx context.Context) ([]Voice, error) {
-	s, _ := v.spec("voices.list", http.MethodGet, "/v1/voices", nil, true)
+func (v *VoicesService) List(ctx context.Context, opts ...CallOption) ([]Voice, error) {
+	s, _ := v.spec("voices.list", http.MethodGet, "/v1/voices", nil, true, opts)
 	var out struct {
 		Data []Voice `json:"data"`
 	}
@@ -135,12 +135,12 @@ func (v *VoicesService) List(ctx context.Context) ([]Voice, error) {
 }
 
 // Get returns the voice called name (404 voice_not_found as an *APIError).
-func (v *VoicesService) Get(ctx context.Context, name string) (*Voice, error) {
+func (v *VoicesService) Get(ctx context.Context, name string, opts ...CallOption) (*Voice, error) {
 	path, err := voicePath(name)
 	if err != nil {
 		return nil, err
 	}
-	s, _ := v.spec("voices.get", http.MethodGet, path, nil, true)
+	s, _ := v.spec("voices.get", http.MethodGet, path, nil, true, opts)
 	var out Voice
 	if err := v.c.doJSON(ctx, s, &out); err != nil {
 		return nil, err
@@ -149,13 +149,13 @@ func (v *VoicesService) Get(ctx context.Context, name string) (*Voice, error) {
 }
 
 // Create saves a voice (409 voice_exists when the name is taken).
-func (v *VoicesService) Create(ctx context.Context, req *VoiceCreate) (*Voice, error) {
+func (v *VoicesService) Create(ctx context.Context, req *VoiceCreate, opts ...CallOption) (*Voice, error) {
 	if v.c.validate {
 		if err := CheckVoiceName(req.Name); err != nil {
 			return nil, err
 		}
 	}
-	s, err := v.spec("voices.create", http.MethodPost, "/v1/voices", req, false)
+	s, err := v.spec("voices.create", http.MethodPost, "/v1/voices", req, false, opts)
 	if err != nil {
 		return nil, err
 	}
@@ -167,12 +167,12 @@ func (v *VoicesService) Create(ctx context.Context, req *VoiceCreate) (*Voice, e
 }
 
 // Update changes a voice's description, language or defaults and returns it as it now is.
-func (v *VoicesService) Update(ctx context.Context, name string, patch VoicePatch) (*Voice, error) {
+func (v *VoicesService) Update(ctx context.Context, name string, patch VoicePatch, opts ...CallOption) (*Voice, error) {
 	path, err := voicePath(name)
 	if err != nil {
 		return nil, err
 	}
-	s, err := v.spec("voices.update", http.MethodPatch, path, patch, false)
+	s, err := v.spec("voices.update", http.MethodPatch, path, patch, false, opts)
 	if err != nil {
 		return nil, err
 	}
@@ -184,38 +184,38 @@ func (v *VoicesService) Update(ctx context.Context, name string, patch VoicePatc
 }
 
 // Delete deletes a saved voice.
-func (v *VoicesService) Delete(ctx context.Context, name string) error {
+func (v *VoicesService) Delete(ctx context.Context, name string, opts ...CallOption) error {
 	path, err := voicePath(name)
 	if err != nil {
 		return err
 	}
-	s, _ := v.spec("voices.delete", http.MethodDelete, path, nil, false)
+	s, _ := v.spec("voices.delete", http.MethodDelete, path, nil, false, opts)
 	return v.c.doJSON(ctx, s, nil)
 }
 
 // Sample returns a short preview of the voice, the same every time.
-func (v *VoicesService) Sample(ctx context.Context, name string, opts SampleOptions) (*Audio, error) {
+func (v *VoicesService) Sample(ctx context.Context, name string, sample SampleOptions, opts ...CallOption) (*Audio, error) {
 	path, err := voicePath(name)
 	if err != nil {
 		return nil, err
 	}
 	q := url.Values{}
-	if opts.Format != "" {
-		q.Set("format", opts.Format)
+	if sample.Format != "" {
+		q.Set("format", sample.Format)
 	}
-	if opts.Text != "" {
-		q.Set("text", opts.Text)
+	if sample.Text != "" {
+		q.Set("text", sample.Text)
 	}
-	if opts.Lang != "" {
-		q.Set("lang", opts.Lang)
+	if sample.Lang != "" {
+		q.Set("lang", sample.Lang)
 	}
 	if len(q) > 0 {
 		path += "/sample?" + q.Encode()
 	} else {
 		path += "/sample"
 	}
-	s, _ := v.spec("voices.sample", http.MethodGet, path, nil, true)
-	s.text = opts.Text
+	s, _ := v.spec("voices.sample", http.MethodGet, path, nil, true, opts)
+	s.text = sample.Text
 	cl, err := v.c.newCall(ctx, s)
 	if err != nil {
 		return nil, err
@@ -240,8 +240,8 @@ func (v *VoicesService) Sample(ctx context.Context, name string, opts SampleOpti
 }
 
 // Export returns every saved voice as one document, for Import on any server.
-func (v *VoicesService) Export(ctx context.Context) (*ExportDocument, error) {
-	s, _ := v.spec("voices.export", http.MethodGet, "/v1/voices/export", nil, true)
+func (v *VoicesService) Export(ctx context.Context, opts ...CallOption) (*ExportDocument, error) {
+	s, _ := v.spec("voices.export", http.MethodGet, "/v1/voices/export", nil, true, opts)
 	var out ExportDocument
 	if err := v.c.doJSON(ctx, s, &out); err != nil {
 		return nil, err
@@ -254,12 +254,12 @@ func (v *VoicesService) Export(ctx context.Context) (*ExportDocument, error) {
 
 // Import imports an Export document, all or nothing; names that exist are skipped, or
 // replaced with overwrite.
-func (v *VoicesService) Import(ctx context.Context, doc *ExportDocument, overwrite bool) (*ImportResult, error) {
+func (v *VoicesService) Import(ctx context.Context, doc *ExportDocument, overwrite bool, opts ...CallOption) (*ImportResult, error) {
 	path := "/v1/voices/import?overwrite=false"
 	if overwrite {
 		path = "/v1/voices/import?overwrite=true"
 	}
-	s, err := v.spec("voices.import", http.MethodPost, path, doc, false)
+	s, err := v.spec("voices.import", http.MethodPost, path, doc, false, opts)
 	if err != nil {
 		return nil, err
 	}
