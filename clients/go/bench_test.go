@@ -8,8 +8,10 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"sort"
 	"strings"
 	"testing"
+	"time"
 )
 
 // sseStream is a stream as the server sends it: audio events of chunkMS of 24 kHz PCM
@@ -124,6 +126,101 @@ func BenchmarkSynthesizeOverhead(b *testing.B) {
 			}
 		}
 	})
+}
+
+// BenchmarkSynthesizeOverheadPaired alternates a raw net/http call and a Synthesize call in
+// every iteration and reports the medians of each and of their paired difference: on a
+// busy machine, load drifts hit both sides of a pair alike.
+func BenchmarkSynthesizeOverheadPaired(b *testing.B) {
+	srv := overheadServer(b)
+	req := &TTSRequest{Text: "你好，欢迎使用语音合成。Hello and welcome.", Seed: Ptr[int64](42), Lang: "zh-CN"}
+	hc := &http.Client{}
+	c, err := New(srv.URL, WithLogger(slog.New(slog.NewJSONHandler(io.Discard, nil))))
+	if err != nil {
+		b.Fatal(err)
+	}
+	raw := func() {
+		body, _ := json.Marshal(wireTTS{TTSRequest: req})
+		resp, err := hc.Post(srv.URL+"/v1/tts", "application/json", bytes.NewReader(body))
+		if err != nil {
+			b.Fatal(err)
+		}
+		io.ReadAll(resp.Body)
+		resp.Body.Close()
+	}
+	client := func() {
+		if _, err := c.Synthesize(context.Background(), req); err != nil {
+			b.Fatal(err)
+		}
+	}
+	paired(b, raw, client)
+}
+
+// paired runs raw and client alternately and reports the medians of each and of their
+// difference.
+func paired(b *testing.B, raw, client func()) {
+	raws, clients, diffs := make([]float64, 0, b.N), make([]float64, 0, b.N), make([]float64, 0, b.N)
+	for i := 0; i < b.N; i++ {
+		t0 := time.Now()
+		raw()
+		t1 := time.Now()
+		client()
+		t2 := time.Now()
+		r, cl := float64(t1.Sub(t0).Nanoseconds()), float64(t2.Sub(t1).Nanoseconds())
+		raws, clients, diffs = append(raws, r), append(clients, cl), append(diffs, cl-r)
+	}
+	b.ReportMetric(median(raws), "raw-ns/call")
+	b.ReportMetric(median(clients), "client-ns/call")
+	b.ReportMetric(median(diffs), "overhead-ns/call")
+}
+
+func median(xs []float64) float64 {
+	s := append([]float64(nil), xs...)
+	sort.Float64s(s)
+	return s[len(s)/2]
+}
+
+// BenchmarkStreamOverheadPaired: a short stream (3 chunks), raw net/http + SSEDecoder +
+// ParseEvent against Client.Stream, alternated in each iteration.
+func BenchmarkStreamOverheadPaired(b *testing.B) {
+	srv := overheadServer(b)
+	req := &TTSRequest{Text: "One. Two. Three.", Seed: Ptr[int64](42)}
+	hc := &http.Client{}
+	c, _ := New(srv.URL, WithLogger(slog.New(slog.NewJSONHandler(io.Discard, nil))))
+	raw := func() {
+		body, _ := json.Marshal(wireTTS{TTSRequest: req, Stream: true})
+		hr, _ := http.NewRequest("POST", srv.URL+"/v1/tts?stream=true", bytes.NewReader(body))
+		hr.Header.Set("Accept", "text/event-stream")
+		hr.Header.Set("Content-Type", "application/json")
+		resp, err := hc.Do(hr)
+		if err != nil {
+			b.Fatal(err)
+		}
+		buf := make([]byte, 32<<10)
+		var d SSEDecoder
+		var events []SSEEvent
+		for {
+			n, rerr := resp.Body.Read(buf)
+			events, _ = d.Append(events[:0], buf[:n])
+			for _, ev := range events {
+				ParseEvent(ev)
+			}
+			if rerr != nil {
+				break
+			}
+		}
+		resp.Body.Close()
+	}
+	client := func() {
+		s, err := c.Stream(context.Background(), req)
+		if err != nil {
+			b.Fatal(err)
+		}
+		for s.Next() {
+		}
+		s.Close()
+	}
+	paired(b, raw, client)
 }
 
 // BenchmarkStreamOverhead: a short SSE stream (3 audio chunks), raw net/http with this

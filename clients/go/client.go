@@ -627,7 +627,7 @@ func (c *Client) do(ctx context.Context, s *spec) (*http.Response, []byte, error
 	var data []byte
 	s.handle = func(a *attempt) error {
 		var rerr error
-		data, rerr = io.ReadAll(a.body)
+		data, rerr = readAll(a)
 		return rerr
 	}
 	a, err := cl.run()

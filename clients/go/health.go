@@ -1,6 +1,7 @@
 package chattts
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"io"
@@ -61,4 +62,12 @@ func (c *Client) health(ctx context.Context, path string, opts []CallOption) (*H
 	return &h, nil
 }
 
-func readAll(a *attempt) ([]byte, error) { return io.ReadAll(a.body) }
+// readAll reads a whole answer, sized by its Content-Length when it gives one.
+func readAll(a *attempt) ([]byte, error) {
+	if n := a.resp.ContentLength; n > 0 && n <= 1<<30 {
+		buf := bytes.NewBuffer(make([]byte, 0, n+1))
+		_, err := buf.ReadFrom(a.body)
+		return buf.Bytes(), err
+	}
+	return io.ReadAll(a.body)
+}

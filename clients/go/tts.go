@@ -84,7 +84,7 @@ func (c *Client) audioCall(ctx context.Context, s *spec) (*Audio, error) {
 	}
 	var audio *Audio
 	s.handle = func(a *attempt) error {
-		data, rerr := io.ReadAll(a.body)
+		data, rerr := readAll(a)
 		if rerr != nil {
 			return rerr
 		}
