@@ -8,6 +8,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -89,6 +90,23 @@ def failing_second_segment(engine: Any, monkeypatch: pytest.MonkeyPatch) -> None
         return original(*args, **kwargs)
 
     monkeypatch.setattr(engine, "_segment", flaky)
+
+
+ENDLESS_TOKENS = 10**6  # 6 hours of audio per segment: no test ever sees one end
+
+
+@pytest.fixture
+def endless(engine: Any, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
+    """A request body that runs until it is cancelled: the engine's token limit is raised for
+    the test and the request asks for at least that many GPT steps (random weights never
+    stop on their own then). Tests that need "this synthesis is still running" hold it so,
+    never by guessing how long a synthesis takes."""
+    monkeypatch.setattr(engine, "config", replace(engine.config, max_new_tokens=ENDLESS_TOKENS))
+    return {
+        "text": "Endless.",
+        "seed": 1,
+        "extensions": {"min_new_tokens": ENDLESS_TOKENS, "max_new_tokens": ENDLESS_TOKENS},
+    }
 
 
 @pytest.fixture(scope="session")

@@ -10,7 +10,11 @@ from hypothesis import strategies as st
 
 from chattts_server.engine import InvalidInputError
 from chattts_server.engine.text import (
+    LANGUAGE_PATTERN,
+    REFINE_PROMPT_PATTERN,
+    TEXT_PATTERN,
     detect_language,
+    normalize_language,
     speed_to_level,
     spell_numbers,
     split_segments,
@@ -132,3 +136,59 @@ def test_spell_numbers(text: str, lang: str, spoken: str) -> None:
 def test_detect_language() -> None:
     assert detect_language("你好世界 hello") == "zh"
     assert detect_language("hello world 你") == "en"
+
+
+# --- the published patterns accept exactly what the checks accept ----------------------------
+
+_PIECES = st.sampled_from(
+    ["a", "Z", "7", "你", "好", " ", "\t", "\n", "\x01", "\x7f", "\x85", "[", "]", "[laugh]",
+     "[uv_break]", "[foo]", "[a b]", "[x]]", "[[v_break]", "Ω", "ǎ", "😀", ".", "，", "_", "-"]
+)  # fmt: skip
+texts = st.lists(_PIECES | st.text(max_size=3), max_size=12).map("".join)
+
+
+def _accepted(check: object, *args: object) -> bool:
+    try:
+        check(*args)  # type: ignore[operator]
+    except InvalidInputError:
+        return False
+    return True
+
+
+@settings(max_examples=3000, deadline=None)
+@given(texts)
+def test_text_pattern_equals_the_text_rule(text: str) -> None:
+    assert (re.match(TEXT_PATTERN, text) is not None) == _accepted(
+        lambda t: validate_text(t, max_chars=10_000), text
+    ), repr(text)
+
+
+_TAGS = st.lists(
+    st.sampled_from(["zh", "ZH", "cmn", "en", "En", "ja", "fr", "x", "", "-", "_", "CN", "Hans",
+                     "us", "toolongsubtag", "-zh", "e", "n", "1"]),
+    max_size=4,
+).map("".join)  # fmt: skip
+
+
+@settings(max_examples=2000, deadline=None)
+@given(_TAGS | st.text(max_size=8))
+def test_language_pattern_equals_the_language_rule(tag: str) -> None:
+    assert (re.match(LANGUAGE_PATTERN, tag) is not None) == _accepted(normalize_language, tag)
+
+
+@pytest.mark.parametrize(
+    ("tag", "lang"),
+    [("zh", "zh"), ("zh-CN", "zh"), ("zh-Hans-CN", "zh"), ("ZH_tw", "zh"), ("cmn", "zh"),
+     ("en", "en"), ("en-US", "en"), ("EN-gb", "en")],
+)  # fmt: skip
+def test_bcp47_tags_normalize(tag: str, lang: str) -> None:
+    assert normalize_language(tag) == lang
+
+
+@settings(max_examples=1000, deadline=None)
+@given(st.lists(st.sampled_from(["[oral_3]", "[laugh_2]", "[laugh_5]", "[break_7]", "[break_8]",
+                                 " ", "x", "[oral_]", "\n"]), max_size=5).map("".join))  # fmt: skip
+def test_refine_prompt_pattern_equals_its_rule(prompt: str) -> None:
+    assert (re.match(REFINE_PROMPT_PATTERN, prompt) is not None) == _accepted(
+        validate_refine_prompt, prompt
+    )

@@ -72,7 +72,7 @@ def test_200_disconnects_leave_no_growth(live: LiveServer) -> None:
     assert growth_mb < 64
 
 
-def test_a_client_that_stops_reading_is_cut_and_frees_the_worker(engine, caplog) -> None:  # type: ignore[no-untyped-def]
+def test_a_client_that_stops_reading_is_cut_and_frees_the_worker(engine, caplog, endless) -> None:  # type: ignore[no-untyped-def]
     """A tiny receive window makes the server's sends block; after send_timeout_s the
     connection is cut, the synthesis cancelled, and the worker takes the next request."""
     import json
@@ -86,8 +86,8 @@ def test_a_client_that_stops_reading_is_cut_and_frees_the_worker(engine, caplog)
     app = create_app(make_settings(send_timeout_s=1.0), engine)
     with LiveServer(app) as srv:
         host, port = srv.url.removeprefix("http://").split(":")
-        big = {**MANY, "extensions": {"min_new_tokens": 48, "max_new_tokens": 48}}  # ~4 MB
-        body = json.dumps({**big, "sample_rate": 48000, "format": "pcm", "stream": True})
+        # endless: more audio than any socket buffer holds, so the server's sends must block
+        body = json.dumps({**endless, "sample_rate": 48000, "format": "pcm", "stream": True})
         sock = socket.socket()
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
         sock.connect((host, int(port)))
@@ -97,7 +97,7 @@ def test_a_client_that_stops_reading_is_cut_and_frees_the_worker(engine, caplog)
         )
         sock.recv(1024)  # the response started; from now on we never read
         started = time.monotonic()
-        deadline = started + 30
+        deadline = started + 90  # liveness bound: send_timeout_s is 1 s
         while app.state.worker.depth:
             assert time.monotonic() < deadline, "worker still held by a client that stopped reading"
             time.sleep(0.05)
@@ -108,6 +108,5 @@ def test_a_client_that_stops_reading_is_cut_and_frees_the_worker(engine, caplog)
             assert time.monotonic() < deadline
             time.sleep(0.05)
         assert lines[-1]["status"] in ("cancelled", "error")
-        assert lines[-1]["audio_duration_ms"] < 40 * 48 * 512 * 1000 // 24000  # not all of it
         with httpx.Client(base_url=srv.url, timeout=60) as c:
             assert c.post("/v1/tts", json={"text": "Next.", "seed": 1}).status_code == 200

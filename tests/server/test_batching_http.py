@@ -53,10 +53,12 @@ def test_concurrent_requests_share_steps_and_get_their_own_audio(engine: Any) ->
     assert count >= len(rows)
 
 
-def test_max_batch_requests_run_at_once_and_the_next_gets_503(engine: Any) -> None:
-    """max_batch=2, max_queue=0: two streams run side by side; a third is turned away."""
-    long = {"text": " ".join(f"Sentence number {i}." for i in range(12)), "seed": 1,
-            "extensions": {"min_new_tokens": 48}}  # fmt: skip
+def test_max_batch_requests_run_at_once_and_the_next_gets_503(
+    engine: Any, endless: dict[str, Any]
+) -> None:
+    """max_batch=2, max_queue=0: two streams run side by side (held running: endless); a third
+    is turned away."""
+    long = endless
     app = create_app(make_settings(max_batch=2, max_queue=0), engine)
     with LiveServer(app) as srv, httpx.Client(base_url=srv.url, timeout=60) as c:
         streams = []

@@ -78,8 +78,11 @@ def build_openapi(app: FastAPI) -> dict[str, Any]:
         "required": True,
         "schema": {"type": "string", "pattern": "^[0-9]+$"},
     }
+    for unused in ("HTTPValidationError", "ValidationError"):  # our 400s replace FastAPI's 422
+        schemas.pop(unused, None)
     for path in doc["paths"].values():
         for operation in path.values():
+            operation["responses"].pop("422", None)
             for parameter in operation.get("parameters", []):
                 if parameter["name"] == TIMEOUT_HEADER["name"]:
                     parameter["schema"]["maximum"] = settings.request_timeout_s

@@ -68,6 +68,12 @@ def _text(description: str, **kw: Any) -> Any:
     return Field(description=description, json_schema_extra={"pattern": TEXT_PATTERN}, **kw)
 
 
+def _opaque(description: str) -> Any:
+    """A string only the engine can check (a speaker string, an audio clip, encoded tokens):
+    never empty."""
+    return Field(None, description=description, json_schema_extra={"minLength": 1})
+
+
 def _lang(description: str) -> Any:
     return Field(None, description=description, json_schema_extra={"pattern": LANGUAGE_PATTERN})
 
@@ -180,8 +186,8 @@ class TTSRequest(_Strict):
         json_schema_extra={"pattern": VOICE_PATTERN},
     )
     seed: SeedInt | None = Field(None, description="voice seed")
-    spk_emb: str | None = Field(None, description="a ChatTTS speaker string")
-    ref_audio: str | None = Field(None, description="base64 WAV/FLAC/Ogg reference clip")
+    spk_emb: str | None = _opaque("a ChatTTS speaker string")
+    ref_audio: str | None = _opaque("base64 WAV/FLAC/Ogg reference clip, 0.5–30 s")
     ref_text: str | None = _text("transcript of ref_audio", default=None)
     lang: str | None = _lang(
         "a BCP-47 tag for Chinese or English, case-insensitive (zh, zh-CN, zh-Hans, cmn, en, "
@@ -277,8 +283,8 @@ class VoiceCreate(_Strict):
 
     name: str = _voice_name()
     seed: SeedInt | None = Field(None, examples=[42])
-    spk_emb: str | None = None
-    ref_audio: str | None = None
+    spk_emb: str | None = _opaque("a ChatTTS speaker string")
+    ref_audio: str | None = _opaque("base64 WAV/FLAC/Ogg reference clip, 0.5–30 s")
     ref_text: str | None = _text("transcript of ref_audio", default=None)
     description: str | None = Field(None, max_length=500)
     language: str | None = _lang("a BCP-47 tag for Chinese or English (zh-CN, en-US, …)")
@@ -337,9 +343,9 @@ class VoiceRecord(BaseModel):
     kind: Literal["seed", "spk_emb", "ref_audio"]
     model_fingerprint: str
     seed: SeedInt | None = None
-    spk_emb: str | None = None
-    ref_tokens: str | None = None
-    ref_text: str | None = None
+    spk_emb: str | None = _opaque("the speaker string")
+    ref_tokens: str | None = _opaque("the encoded reference clip")
+    ref_text: str | None = _text("the reference clip's transcript", default=None)
     description: str | None = None
     language: str | None = _lang("zh or en (BCP-47 tags are normalized)")
     defaults: VoiceDefaults = Field(default_factory=VoiceDefaults)

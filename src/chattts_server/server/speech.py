@@ -7,10 +7,12 @@ import asyncio
 import base64
 import json
 import logging
+import string
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from contextlib import aclosing
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote
 
 import numpy as np
 from fastapi import Request
@@ -37,6 +39,8 @@ from .voices import VoiceChoice, VoiceLibrary, decode_b64
 from .worker import Job, SynthesisWorker
 
 log = logging.getLogger(__name__)
+MAX_IGNORED_LISTED = 32
+_PRINTABLE = "".join(c for c in string.printable if c not in "%\t\n\r\x0b\x0c")
 
 
 @dataclass(frozen=True)
@@ -331,10 +335,12 @@ class SpeechService:
     @staticmethod
     def _headers(plan: Plan) -> dict[str, str]:
         headers = {"X-Sample-Rate": str(plan.sample_rate)}
-        if plan.ignored:
-            headers["X-Ignored-Fields"] = ",".join(plan.ignored)
+        if plan.ignored:  # names are the client's (extension keys): escaped, and not too many
+            names = [quote(n, safe="._-") for n in plan.ignored[:MAX_IGNORED_LISTED]]
+            more = len(plan.ignored) - len(names)
+            headers["X-Ignored-Fields"] = ",".join(names + ([f"+{more} more"] if more else []))
         if plan.warning:
-            headers["X-Voice-Warning"] = plan.warning
+            headers["X-Voice-Warning"] = quote(plan.warning, safe=_PRINTABLE)
         return headers
 
 

@@ -133,7 +133,8 @@ async def voice_sample(
     service: SpeechService = request.app.state.speech
     stored = await lib.get(name)
     choice = await lib.resolve(name)
-    language = normalize_language(lang) if lang else ("zh" if stored.language == "zh" else "en")
+    default = "zh" if stored.language == "zh" else "en"
+    language = normalize_language(lang) if lang is not None else default
     text = text or SAMPLE_TEXT[language]
     rec = record(request, "/v1/voices/{name}/sample", text, name)
     synth = SynthesisRequest(

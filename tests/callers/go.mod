@@ -1,0 +1,3 @@
+module chattts-server/tests/callers
+
+go 1.23
