@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 )
 
 // SpeechRequest is the body of the OpenAI-compatible POST /v1/audio/speech.
@@ -91,7 +92,7 @@ type SpeechStream struct {
 	delta  []byte
 	usage  *SpeechUsage
 	err    error
-	ended  bool
+	ended  atomic.Bool
 	bytes  int64
 	events int
 	mu     sync.Mutex
@@ -189,7 +190,7 @@ func (s *SpeechStream) read() ([]byte, error) {
 
 // Next advances to the next delta; false after the done event or on an error (Err).
 func (s *SpeechStream) Next() bool {
-	if s.ended {
+	if s.ended.Load() {
 		return false
 	}
 	delta := s.first
@@ -233,10 +234,10 @@ func (s *SpeechStream) Close() error {
 func (s *SpeechStream) end(err error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.ended {
+	if s.ended.Load() {
 		return
 	}
-	s.ended = true
+	s.ended.Store(true)
 	if err != nil && !isCallerCancel(err) && s.events > 0 {
 		err = &StreamInterruptedError{BytesReceived: s.bytes, ChunksReceived: s.events, RequestID: s.cl.id, Err: err}
 	}

@@ -407,3 +407,21 @@ func TestOneLogRecordPerCallWithoutTextOrKey(t *testing.T) {
 		t.Fatalf("authorization %q", got)
 	}
 }
+
+func TestCloseFromAnotherGoroutineUnblocksNext(t *testing.T) {
+	gone := make(chan struct{})
+	srv := newScript(t, blockingStream(gone))
+	c, _, _ := testClient(t, []string{srv.srv.URL})
+	s, err := c.Stream(context.Background(), hello())
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Next() // the first chunk
+	ended := make(chan bool)
+	go func() { ended <- s.Next() }() // blocks: the server sends nothing more
+	s.Close()
+	if <-ended {
+		t.Fatal("an event after Close")
+	}
+	waitClosed(t, gone)
+}

@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 )
 
 // Audio is a whole audio file.
@@ -178,7 +179,7 @@ type Stream struct {
 	cur     Event
 	done    *Done
 	err     error
-	ended   bool
+	ended   atomic.Bool
 	bytes   int64
 	chunks  int
 	events  int
@@ -239,7 +240,7 @@ func (s *Stream) read() (Event, error) {
 
 // Next advances to the next event; false at the end of the stream or on an error (Err).
 func (s *Stream) Next() bool {
-	if s.ended {
+	if s.ended.Load() {
 		return false
 	}
 	ev := s.first
@@ -300,10 +301,10 @@ func (s *Stream) Close() error {
 func (s *Stream) end(err error) {
 	s.closeMu.Lock()
 	defer s.closeMu.Unlock()
-	if s.ended {
+	if s.ended.Load() {
 		return
 	}
-	s.ended = true
+	s.ended.Store(true)
 	cl := s.cl
 	if err != nil && !isCallerCancel(err) && s.events > 0 {
 		err = &StreamInterruptedError{BytesReceived: s.bytes, ChunksReceived: s.chunks, RequestID: cl.id, Err: err}

@@ -52,12 +52,16 @@ SECURE = [
 
 @pytest.fixture(scope="module")
 def bins(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """The Go integration-test binary and the CLI, built once."""
+    """The Go integration-test binary and the CLI, built once (with the race detector when
+    CHATTTS_GO_RACE=1: it needs cgo and a C compiler)."""
     go, env = require_go()
+    race = ["-race"] if os.environ.get("CHATTTS_GO_RACE") == "1" else []
+    if race:
+        env = {**env, "CGO_ENABLED": "1"}
     out = tmp_path_factory.mktemp("go-bin")
     built = {"it": out / "it.test", "cli": out / "chattts"}
-    for cmd in (["test", "-c", "-o", str(built["it"]), "."],
-                ["build", "-o", str(built["cli"]), "./cmd/chattts"]):  # fmt: skip
+    for cmd in (["test", *race, "-c", "-o", str(built["it"]), "."],
+                ["build", *race, "-o", str(built["cli"]), "./cmd/chattts"]):  # fmt: skip
         proc = subprocess.run(
             [go, *cmd], cwd=MODULE, env=env, capture_output=True, text=True, timeout=900
         )
