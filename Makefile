@@ -6,7 +6,7 @@ STAMP   = $(VENV)/.installed-stamp
 SERVE_ARGS ?=
 PYTEST_ARGS ?=
 
-.PHONY: install serve test lint typecheck bench clean
+.PHONY: install system-deps serve test lint typecheck bench clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -18,13 +18,17 @@ $(STAMP): pyproject.toml | $(PY)
 
 install: $(STAMP)
 
+system-deps:
+	tools/system-deps.sh
+
 serve: install
 	$(VENV)/bin/chattts-server serve $(SERVE_ARGS)
 
-test: install
+test: install system-deps
 	$(VENV)/bin/ruff check src tests bench
 	$(VENV)/bin/ruff format --check src tests bench
 	$(VENV)/bin/mypy
+	GO=$(VENV)/bin/go clients/go/check.sh
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 lint: install

@@ -56,6 +56,16 @@ class Settings(BaseSettings):
     rate_limit_per_minute: int = Field(0, ge=0, description="requests per key (0: off)")
     max_streams_per_key: int = Field(0, ge=0, description="concurrent streams per key (0: off)")
     request_timeout_s: float = Field(600.0, gt=0, description="default and longest deadline")
+    stream_token_ttl_s: float = Field(
+        60.0, gt=0, le=3600, description="life of a stream token (GET /v1/tts/stream ?token=)"
+    )
+    stream_token_secret: str | None = Field(
+        None, description="HMAC secret for stream tokens (share it between replicas); "
+        "default: random per process",
+    )  # fmt: skip
+    max_url_bytes: int = Field(
+        8192, ge=1024, description="longest GET /v1/tts/stream URL (longer: 414, use POST)"
+    )
     cors_origins: list[str] = Field(default_factory=list, description="CORS off when empty")
     tls_cert: Path | None = None
     tls_key: Path | None = None

@@ -33,10 +33,10 @@ from .errors import (
     translate,
     validation_error,
 )
-from .observe import Metrics
+from .observe import Metrics, redact_access_log
 from .openapi import build_openapi
-from .routers import openai, system, tts, voices
-from .security import APIKeyAuth, RateLimit, SendTimeout
+from .routers import browser, openai, system, tts, voices
+from .security import APIKeyAuth, RateLimit, SendTimeout, StreamTokens
 from .speech import SpeechService
 from .voices import VoiceLibrary
 from .voicestore import VoiceStore
@@ -103,15 +103,26 @@ def create_app(
     app.include_router(openai.router)
     app.include_router(voices.router)
     app.include_router(system.router)
+    app.include_router(browser.router)
     app.openapi = lambda: build_openapi(app)  # type: ignore[method-assign]
     _install_error_handlers(app)
     app.state.streams = {}
+    secret = settings.stream_token_secret
+    app.state.stream_tokens = StreamTokens(
+        settings.stream_token_ttl_s, secret.encode() if secret else None
+    )
+    redact_access_log()
     # outermost last: RequestID → CORS → SendTimeout → BodyLimit → APIKeyAuth → RateLimit → app
     if settings.rate_limit_per_minute:
         app.add_middleware(RateLimit, per_minute=settings.rate_limit_per_minute)
     keys = settings.load_api_keys()
     if keys:
-        app.add_middleware(APIKeyAuth, keys=keys, protect_metrics=settings.metrics_require_key)
+        app.add_middleware(
+            APIKeyAuth,
+            keys=keys,
+            protect_metrics=settings.metrics_require_key,
+            tokens=app.state.stream_tokens,
+        )
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(SendTimeout, timeout=settings.send_timeout_s)
     if settings.cors_origins:

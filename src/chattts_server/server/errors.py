@@ -10,6 +10,7 @@ Every error response has OpenAI's shape ``{"error": {"message", "type", "param",
     ├── NotAcceptableError      406 invalid_request_error — no format the client accepts
     ├── ConflictError           409 invalid_request_error — a voice of that name exists
     ├── PayloadTooLargeError    413 invalid_request_error
+    ├── URITooLongError         414 invalid_request_error — a GET stream URL over the limit
     ├── UnsupportedMediaError   415 invalid_request_error — body is not JSON
     ├── RateLimitedError        429 rate_limit_error (+ Retry-After) — per-key rate or streams
     ├── OverloadedError         503 overloaded_error (+ Retry-After)
@@ -81,6 +82,10 @@ class ConflictError(APIError):
 
 class PayloadTooLargeError(APIError):
     status, type, code = 413, "invalid_request_error", "body_too_large"
+
+
+class URITooLongError(APIError):
+    status, type, code = 414, "invalid_request_error", "url_too_long"
 
 
 class UnsupportedMediaError(APIError):

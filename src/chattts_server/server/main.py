@@ -49,7 +49,14 @@ def run(args: argparse.Namespace) -> int:
 
     app = create_app(settings, engine, on_fatal=fatal)
     config = uvicorn.Config(
-        app, host=settings.host, port=settings.port, log_config=None, **tls_options(settings)
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_config=None,
+        # room for a GET /v1/tts/stream URL up to max_url_bytes plus headers, so an over-long
+        # one gets our 414 (with its advice) rather than h11's bare 400
+        h11_max_incomplete_event_size=settings.max_url_bytes + 64 * 1024,
+        **tls_options(settings),
     )
     server = uvicorn.Server(config)
     server.run()

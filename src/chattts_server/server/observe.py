@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import re
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -122,6 +123,29 @@ class RequestRecord:
                 }
             },
         )
+
+
+class RedactQuery(logging.Filter):
+    """Access-log lines never show what a URL carries: ``token=`` (a stand-in for an API key)
+    and ``text=`` (what the user wants spoken; request log lines have its hash)."""
+
+    _SECRET = re.compile(r"((?:^|[?&])(?:token|text)=)[^&\s\"]*")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple):
+            record.args = tuple(
+                self._SECRET.sub(r"\1[redacted]", a) if isinstance(a, str) else a
+                for a in record.args
+            )
+        record.msg = self._SECRET.sub(r"\1[redacted]", str(record.msg))
+        return True
+
+
+def redact_access_log() -> None:
+    """Install :class:`RedactQuery` on uvicorn's access logger (once)."""
+    access = logging.getLogger("uvicorn.access")
+    if not any(isinstance(f, RedactQuery) for f in access.filters):
+        access.addFilter(RedactQuery())
 
 
 class JSONFormatter(logging.Formatter):

@@ -27,6 +27,7 @@ _DESCRIPTIONS = {
     406: "no audio format the client accepts",
     409: "a voice of that name exists",
     413: "body too large",
+    414: "URL too long (send the request with POST /v1/tts)",
     415: "body is not application/json",
     429: "rate limit or concurrent-stream limit (Retry-After)",
     500: "engine failure; the body carries the request id",

@@ -220,6 +220,56 @@ class TTSRequest(_Strict):
         return self.voice if self.voice is not None else self.voice_id
 
 
+# The /v1/tts fields that fit a query string (GET /v1/tts/stream, for EventSource).
+QUERY_FIELDS = ("text", "voice", "lang", "speed", "temperature", "top_p", "top_k", "seed",
+                "manual_seed", "sample_rate", "refine_text")  # fmt: skip
+
+
+def _digits(value: Any) -> Any:
+    """A query string's number, for a literal of numbers."""
+    return int(value) if isinstance(value, str) and value.isascii() and value.isdigit() else value
+
+
+def _as_in_tts(name: str) -> Any:
+    """The field of :class:`TTSRequest` (its default, bounds, pattern and description)."""
+    return TTSRequest.model_fields[name]
+
+
+class TTSQuery(BaseModel):
+    """``GET /v1/tts/stream``: the query-string subset of :class:`TTSRequest` (same fields,
+    same bounds and rules; values parsed from their text), plus ``token``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    text: str = _as_in_tts("text")
+    voice: str | None = _as_in_tts("voice")
+    lang: str | None = _as_in_tts("lang")
+    speed: float = _as_in_tts("speed")
+    temperature: float = _as_in_tts("temperature")
+    top_p: float = _as_in_tts("top_p")
+    top_k: TopKInt = _as_in_tts("top_k")
+    seed: SeedInt | None = _as_in_tts("seed")
+    manual_seed: SeedInt | None = _as_in_tts("manual_seed")
+    sample_rate: Annotated[SampleRate, BeforeValidator(_digits)] | None = _as_in_tts("sample_rate")
+    refine_text: bool = _as_in_tts("refine_text")
+    token: str | None = Field(
+        None, description="a stream token (POST /v1/stream-tokens) when API keys are on: "
+        "EventSource cannot send Authorization",
+    )  # fmt: skip
+
+    def request(self) -> TTSRequest:
+        given = self.model_dump(exclude_unset=True, exclude={"token"})
+        return TTSRequest.model_validate({**given, "stream": True})
+
+
+class StreamToken(BaseModel):
+    """``POST /v1/stream-tokens``: use ``token`` as ``?token=`` on ``GET /v1/tts/stream``."""
+
+    token: str
+    expires_at: float = Field(description="Unix time")
+    expires_in: float = Field(description="seconds")
+
+
 class SpeechRequest(_Strict):
     """``POST /v1/audio/speech``, as in the OpenAI API reference."""
 

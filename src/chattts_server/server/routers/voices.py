@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import Response
+from starlette.convertors import StringConvertor, register_url_convertor
 
 from ...engine import SynthesisRequest
 from ...engine.text import LANGUAGE_PATTERN, TEXT_PATTERN, normalize_language
 from ..openapi import AUDIO_TYPES, TIMEOUT_HEADER, errors
 from ..protocol import (
+    RESERVED_NAMES,
     VOICE_NAME_PATTERN,
     AudioFormatName,
     ImportResult,
@@ -22,10 +24,22 @@ from ..speech import SpeechService
 from ..voices import VoiceLibrary
 from .common import record, require_json, respond
 
+
+class _VoiceName(StringConvertor):
+    """A path segment naming a saved voice: never one of the collection's own routes
+    (``export``, ``import``), so ``DELETE /v1/voices/export`` is a 405, not a voice lookup."""
+
+    regex = "(?!(?:" + "|".join(sorted(RESERVED_NAMES)) + ")(?:/|$))[^/]+"
+
+
+register_url_convertor("voice", _VoiceName())
 router = APIRouter(prefix="/v1/voices", tags=["voices"])
 SAMPLE_TEXT = {"zh": "你好，这是我的声音。", "en": "Hello, this is my voice."}
 # a saved voice's name (checked by the library, which answers invalid_voice_name)
-NAME = Path(description="a saved voice's name", json_schema_extra={"pattern": VOICE_NAME_PATTERN})
+NAME = Path(
+    description="a saved voice's name",
+    json_schema_extra={"pattern": VOICE_NAME_PATTERN, "not": {"enum": sorted(RESERVED_NAMES)}},
+)
 
 
 def library(request: Request) -> VoiceLibrary:
@@ -74,14 +88,14 @@ async def import_voices(
     return ImportResult(imported=written, skipped=skipped)
 
 
-@router.get("/{name}", response_model=VoiceInfo, responses=errors(400, 401, 404, 429, 500))
+@router.get("/{name:voice}", response_model=VoiceInfo, responses=errors(400, 401, 404, 429, 500))
 async def get_voice(request: Request, name: str = NAME) -> VoiceInfo:
     lib = library(request)
     return lib.info(await lib.get(name))
 
 
 @router.patch(
-    "/{name}",
+    "/{name:voice}",
     response_model=VoiceInfo,
     dependencies=[Depends(require_json)],
     responses=errors(400, 401, 404, 413, 415, 429, 500),
@@ -93,7 +107,7 @@ async def update_voice(request: Request, body: VoicePatch, name: str = NAME) -> 
 
 
 @router.delete(
-    "/{name}",
+    "/{name:voice}",
     status_code=204,
     response_class=Response,
     responses=errors(400, 401, 404, 429, 500),
@@ -104,7 +118,7 @@ async def delete_voice(request: Request, name: str = NAME) -> Response:
 
 
 @router.get(
-    "/{name}/sample",
+    "/{name:voice}/sample",
     response_class=Response,
     responses={
         **errors(400, 401, 404, 429, 500, 503, 504),
