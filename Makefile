@@ -28,7 +28,7 @@ test: install system-deps
 	$(VENV)/bin/ruff check src tests bench
 	$(VENV)/bin/ruff format --check src tests bench
 	$(VENV)/bin/mypy
-	GO=$(VENV)/bin/go clients/go/check.sh
+	GO=$(CURDIR)/$(VENV)/bin/go clients/go/check.sh
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 lint: install

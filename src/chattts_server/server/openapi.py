@@ -13,9 +13,10 @@ from typing import Any
 
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
+from pydantic import BaseModel
 
 from ..audio import served_content_types
-from .protocol import ErrorBody
+from .protocol import ErrorBody, TTSQuery
 
 # one entry per served format, without parameters (audio/ogg; codecs=opus → audio/ogg)
 AUDIO_TYPES = sorted({t.split(";")[0].strip() for t in served_content_types()})
@@ -24,6 +25,7 @@ _DESCRIPTIONS = {
     400: "invalid input: the body names the field (param) and a code",
     401: "missing or invalid API key (when keys are configured)",
     404: "unknown voice",
+    405: "the name is one of the collection's own routes (export, import): see Allow",
     406: "no audio format the client accepts",
     409: "a voice of that name exists",
     413: "body too large",
@@ -79,6 +81,8 @@ def build_openapi(app: FastAPI) -> dict[str, Any]:
         "required": True,
         "schema": {"type": "string", "pattern": "^[0-9]+$"},
     }
+    _query_object(doc, "/v1/tts/stream", TTSQuery)
+    schemas["TTSQuery"]["properties"]["text"]["maxLength"] = info.max_text_chars
     for unused in ("HTTPValidationError", "ValidationError"):  # our 400s replace FastAPI's 422
         schemas.pop(unused, None)
     for path in doc["paths"].values():
@@ -95,6 +99,34 @@ def build_openapi(app: FastAPI) -> dict[str, Any]:
                     headers["Retry-After"] = retry_after
     app.openapi_schema = doc
     return doc
+
+
+def _query_object(doc: dict[str, Any], path: str, model: type[BaseModel]) -> None:
+    """Describe a query model as one exploded object parameter (``style: form``), so the
+    document can state rules across its fields (one voice source), which separate parameters
+    cannot."""
+    operation = doc["paths"][path]["get"]
+    names = set(model.model_fields)
+    operation["parameters"] = [
+        {
+            "name": "query",
+            "in": "query",
+            "required": True,
+            "style": "form",
+            "explode": True,
+            "schema": {"$ref": f"#/components/schemas/{model.__name__}"},
+        },
+        *(p for p in operation.get("parameters", []) if p["name"] not in names),
+    ]
+    schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+    for prop in schema["properties"].values():  # a query string has no null: absent
+        options = [o for o in prop.pop("anyOf", []) if o.get("type") != "null"]
+        if options:
+            prop.update(options[0] if len(options) == 1 else {"anyOf": options})
+        if prop.get("default", 0) is None:
+            del prop["default"]
+    doc["components"]["schemas"].update(schema.pop("$defs", {}))
+    doc["components"]["schemas"][model.__name__] = schema
 
 
 def _branch(schema: dict[str, Any]) -> dict[str, Any]:

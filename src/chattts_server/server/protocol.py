@@ -89,14 +89,23 @@ def _rules(*rules: SchemaRule) -> SchemaRule:
     return apply
 
 
-def _sources(fields: tuple[str, ...], companions: dict[str, str], none_allowed: bool) -> SchemaRule:
+def _sources(
+    fields: tuple[str, ...],
+    companions: dict[str, str],
+    none_allowed: bool,
+    nullable: bool = True,
+) -> SchemaRule:
     """JSON Schema for "one voice source" (``none_allowed``: "at most one"): each variant gives
-    one source (with its companion, e.g. ref_audio + ref_text) and leaves the others null."""
+    one source (with its companion, e.g. ref_audio + ref_text) and leaves the others null —
+    or, where there is no null (``nullable=False``: a query string), absent."""
     every = [*fields, *companions.values()]
     given = {"not": {"type": "null"}}
     null = {"type": "null"}
 
     def variant(chosen: list[str]) -> dict[str, Any]:
+        if not nullable:
+            others = [{"required": [f]} for f in every if f not in chosen]
+            return {"required": chosen, "not": {"anyOf": others}}
         return {
             "required": chosen,
             "properties": {f: given if f in chosen else null for f in every},
@@ -237,9 +246,13 @@ def _as_in_tts(name: str) -> Any:
 
 class TTSQuery(BaseModel):
     """``GET /v1/tts/stream``: the query-string subset of :class:`TTSRequest` (same fields,
-    same bounds and rules; values parsed from their text), plus ``token``."""
+    same bounds and rules; values parsed from their text), plus ``token``. One voice source
+    at most: ``voice`` (``seed:N`` included) or ``seed``."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra=_sources(("voice", "seed"), {}, none_allowed=True, nullable=False),
+    )
 
     text: str = _as_in_tts("text")
     voice: str | None = _as_in_tts("voice")

@@ -88,7 +88,9 @@ async def import_voices(
     return ImportResult(imported=written, skipped=skipped)
 
 
-@router.get("/{name:voice}", response_model=VoiceInfo, responses=errors(400, 401, 404, 429, 500))
+@router.get(
+    "/{name:voice}", response_model=VoiceInfo, responses=errors(400, 401, 404, 405, 429, 500)
+)
 async def get_voice(request: Request, name: str = NAME) -> VoiceInfo:
     lib = library(request)
     return lib.info(await lib.get(name))
@@ -98,7 +100,7 @@ async def get_voice(request: Request, name: str = NAME) -> VoiceInfo:
     "/{name:voice}",
     response_model=VoiceInfo,
     dependencies=[Depends(require_json)],
-    responses=errors(400, 401, 404, 413, 415, 429, 500),
+    responses=errors(400, 401, 404, 405, 413, 415, 429, 500),
 )
 async def update_voice(request: Request, body: VoicePatch, name: str = NAME) -> VoiceInfo:
     """Change a voice's description, language or defaults (its sound never changes)."""
@@ -110,7 +112,7 @@ async def update_voice(request: Request, body: VoicePatch, name: str = NAME) -> 
     "/{name:voice}",
     status_code=204,
     response_class=Response,
-    responses=errors(400, 401, 404, 429, 500),
+    responses=errors(400, 401, 404, 405, 429, 500),
 )
 async def delete_voice(request: Request, name: str = NAME) -> Response:
     await library(request).delete(name)
@@ -121,7 +123,7 @@ async def delete_voice(request: Request, name: str = NAME) -> Response:
     "/{name:voice}/sample",
     response_class=Response,
     responses={
-        **errors(400, 401, 404, 429, 500, 503, 504),
+        **errors(400, 401, 404, 405, 429, 500, 503, 504),
         200: {"description": "the sample in `format`", "content": {t: {} for t in AUDIO_TYPES}},
     },
     openapi_extra={"parameters": [TIMEOUT_HEADER]},
