@@ -69,6 +69,20 @@ def endless_stream(
     return endless
 
 
+@pytest.fixture
+def voice_name(http: httpx.Client) -> Iterator[Any]:
+    """``voice_name(prefix)``: a fresh voice name, deleted from the shared server afterwards."""
+    names: list[str] = []
+
+    def make(prefix: str) -> str:
+        names.append(f"{prefix}-{uuid.uuid4().hex[:8]}")
+        return names[-1]
+
+    yield make
+    for name in names:
+        http.delete(f"/v1/voices/{name}")
+
+
 def wait_voices(page: Any) -> list[str]:
     wait_js(page, "window.chattts.voices.length > 0")
     voices: list[str] = state(page, ".voices")
@@ -87,9 +101,9 @@ def wait_error(page: Any) -> dict[str, Any]:
 
 
 def test_page_loads_cleanly_and_lists_builtin_and_saved_voices(
-    live: LiveServer, open_page: Any, http: httpx.Client
+    live: LiveServer, open_page: Any, http: httpx.Client, voice_name: Any
 ) -> None:
-    saved = f"page-{uuid.uuid4().hex[:8]}"
+    saved = voice_name("page")
     assert http.post("/v1/voices", json={"name": saved, "seed": 77}).status_code == 201
     listed = http.get("/v1/voices").json()["data"]
     builtin = [v["id"] for v in listed if v["kind"] == "builtin"]
@@ -195,6 +209,28 @@ def test_stop_mid_stream_cancels_the_synthesis(
     assert console.errors == []
 
 
+@pytest.mark.usefixtures("failing_second_segment")
+def test_a_failure_mid_stream_shows_the_servers_error_event(
+    live: LiveServer, open_page: Any
+) -> None:
+    page, _ = open_page(live.url)
+    wait_voices(page)
+    page.fill("#text", "Hello there. This sentence fails on the server.")
+    page.fill("#manual-seed", "7")
+    page.click("#speak")
+    err = wait_error(page)  # from the stream's own `event: error`, not a failed connection
+    assert state(page, ".state") == "error"
+    assert state(page, ".take.audioEvents") > 0  # it failed after audio had started
+    assert err["status"] is None  # the status line was 200: only the event says why
+    assert (err["type"], err["code"]) == ("server_error", "synthesis_failed")
+    assert err["request_id"]
+    shown = page.text_content("#error") or ""
+    assert err["message"] in shown and "synthesis_failed" in shown
+    assert "/secret/path" not in shown
+    assert state(page, ".playing") is False  # what was scheduled is stopped, not left playing
+    wait_idle(live, 60)
+
+
 def test_bad_input_shows_the_servers_message_and_code(
     live: LiveServer, open_page: Any, http: httpx.Client
 ) -> None:
@@ -240,10 +276,12 @@ def test_bad_input_shows_the_servers_message_and_code(
     assert seen[3] == (414, "url_too_long")
 
 
-def test_save_voice_from_the_seed(live: LiveServer, open_page: Any, http: httpx.Client) -> None:
+def test_save_voice_from_the_seed(
+    live: LiveServer, open_page: Any, http: httpx.Client, voice_name: Any
+) -> None:
     page, console = open_page(live.url)
     wait_voices(page)
-    name = f"mine-{uuid.uuid4().hex[:8]}"
+    name = voice_name("mine")
     page.fill("#seed", "4242")
     page.fill("#voice-name", name)
     page.click("#save-voice")
@@ -297,6 +335,8 @@ def test_readable_on_a_360px_screen(live: LiveServer, open_page: Any) -> None:
     page.click("#speak")
     wait_error(page)  # a long message from the server, wrapped
     fits()
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SCREENSHOTS / "page-360px-error.png"), full_page=True)
 
 
 def test_keyboard_reaches_every_control_and_speaks(live: LiveServer, open_page: Any) -> None:
