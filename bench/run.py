@@ -59,8 +59,7 @@ class Bench:
 
         from chattts_server.engine import ChatTTSEngine, EngineConfig
         from chattts_server.engine.batching import Batcher
-        from chattts_server.engine.loader import resolve
-        from chattts_server.engine.testmodel import build_config
+        from chattts_server.engine.loader import build_config, resolve
 
         self.runs = runs
         # One torch thread for every model here, stock included: each thread that runs parallel
@@ -312,7 +311,7 @@ class Bench:
 
         emb = self.torch.call(prompt)  # sizeable torch ops stay on the torch thread
         s = Sampling(min_new_tokens=n, max_new_tokens=n, manual_seed=7)
-        gen = engine.batcher.submit(Generation(emb, s, parts=engine.parts))
+        gen = engine.batcher.enqueue(Generation(emb, s, parts=engine.parts))
         for _ in gen.updates(None):
             pass
         return np.asarray(gen.ids.T.cpu())

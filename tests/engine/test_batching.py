@@ -94,7 +94,7 @@ def test_tokens_match_chattts_own_loop(engine: ChatTTSEngine) -> None:
     with torch.inference_mode():
         stock = list(chat._infer_code([p.segments[0].text], False, chat.device, True, params))[-1]
     assert engine.batcher is not None
-    gen = engine.batcher.submit(Generation(prompt(engine), sampling(n)))
+    gen = engine.batcher.enqueue(Generation(prompt(engine), sampling(n)))
     hidden = finish(gen)
     assert torch.equal(gen.ids.T, stock.ids[0])
     torch.testing.assert_close(hidden, stock.hiddens[0], atol=1e-4, rtol=1e-4)
@@ -110,11 +110,11 @@ def test_a_row_does_not_depend_on_its_batch(engine: ChatTTSEngine, steps: list[i
     ]
     alone = []
     for emb, s in specs:
-        gen = b.submit(Generation(emb, s))
+        gen = b.enqueue(Generation(emb, s))
         alone.append((finish(gen), gen.ids))
     steps.clear()
     gens = [Generation(emb, s) for emb, s in specs]
-    b.submit_all(gens)  # queued together: they join the same step
+    b.enqueue_all(gens)  # queued together: they join the same step
     together = [(finish(g), g.ids) for g in gens]
     assert max(steps) == 3
     for (h1, ids1), (h2, ids2) in zip(alone, together, strict=True):
@@ -129,7 +129,7 @@ def test_requests_join_and_leave_between_steps(engine: ChatTTSEngine, steps: lis
     assert engine.batcher is not None
     b = engine.batcher
     emb_a, emb_b = prompt(engine, 1), prompt(engine, 2)
-    solo_b = finish(b.submit(Generation(emb_b, sampling(10))))
+    solo_b = finish(b.enqueue(Generation(emb_b, sampling(10))))
     steps.clear()
     late = Generation(emb_b, sampling(10))
     joined = threading.Event()
@@ -137,11 +137,11 @@ def test_requests_join_and_leave_between_steps(engine: ChatTTSEngine, steps: lis
     def join(_: int, __: float) -> None:
         if len(steps) == 5 and not joined.is_set():
             joined.set()
-            b.submit(late)  # from the batcher thread itself, between two steps
+            b.enqueue(late)  # from the batcher thread itself, between two steps
 
     b.listeners.append(join)
     try:
-        first = b.submit(Generation(emb_a, sampling(30)))
+        first = b.enqueue(Generation(emb_a, sampling(30)))
         finish(first)
         hidden_b = finish(late)
     finally:
@@ -165,7 +165,7 @@ def test_cancelling_one_row_leaves_the_others_running(engine: ChatTTSEngine) -> 
 
     b.listeners.append(cancel)
     try:
-        b.submit(keep), b.submit(drop)
+        b.enqueue(keep), b.enqueue(drop)
         finish(keep), finish(drop)
     finally:
         b.listeners.remove(cancel)
@@ -189,18 +189,18 @@ def test_a_failed_step_fails_its_rows_and_the_batcher_goes_on(
         return real(*args)
 
     monkeypatch.setattr(b.step_model, "forward", flaky)
-    gen = b.submit(Generation(prompt(engine), sampling(10)))
+    gen = b.enqueue(Generation(prompt(engine), sampling(10)))
     with pytest.raises(RuntimeError, match="boom"):
         finish(gen)
     assert gen.finish_reason == "error"
-    again = b.submit(Generation(prompt(engine), sampling(10)))
+    again = b.enqueue(Generation(prompt(engine), sampling(10)))
     assert finish(again).shape[0] == 10
 
 
 def test_the_batch_never_exceeds_max_batch(engine: ChatTTSEngine, steps: list[int]) -> None:
     assert engine.batcher is not None
     b = engine.batcher
-    gens = [b.submit(Generation(prompt(engine, i), sampling(8))) for i in range(b.max_batch + 2)]
+    gens = [b.enqueue(Generation(prompt(engine, i), sampling(8))) for i in range(b.max_batch + 2)]
     for g in gens:
         finish(g)
     assert all(g.count == 8 for g in gens)

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from chattts_server.engine import ChatTTSEngine, EngineConfig, ModelLoadError
-from chattts_server.engine.testmodel import MANIFEST_NAME, read_manifest
+from chattts_server.engine.loader import MANIFEST_NAME, build_config, read_manifest
 
 
 def load(model_dir: object, **kw: object) -> ChatTTSEngine:
@@ -80,7 +80,7 @@ def test_unavailable_cuda_is_a_clear_error(tiny_model_dir: Path) -> None:
 
 
 def test_full_size_config_matches_the_official_architecture() -> None:
-    from chattts_server.engine.testmodel import TINY_CONFIG, build_config
+    from chattts_server.engine.testmodel import TINY_CONFIG
 
     full, tiny = build_config(), build_config(TINY_CONFIG)
     assert (full.gpt.num_hidden_layers, full.gpt.hidden_size) == (20, 768)

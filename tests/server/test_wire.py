@@ -249,3 +249,36 @@ def test_an_unexpected_error_still_carries_the_request_id(
     assert r.status_code == 500
     assert r.headers.get_list("x-request-id") == ["trace-me-123"]
     assert r.json()["error"]["request_id"] == "trace-me-123"
+
+
+def test_openapi_bounds_are_the_engines_limits(http: httpx.Client, live: LiveServer) -> None:
+    """Each limit is written once (engine/limits.py, the settings); the document shows it."""
+    from chattts_server.engine import limits
+
+    schemas = http.get("/openapi.json").json()["components"]["schemas"]
+
+    def bounds(model: str, field: str) -> tuple[float, float]:
+        prop = schemas[model]["properties"][field]
+        prop = next((o for o in prop.get("anyOf", [prop]) if o.get("type") != "null"), prop)
+        return prop["minimum"], prop["maximum"]
+
+    expected = {"speed": limits.SPEED, "temperature": limits.TEMPERATURE,
+                "top_p": limits.TOP_P, "top_k": limits.TOP_K}  # fmt: skip
+    for model in ("TTSRequest", "VoiceDefaults", "TTSQuery"):
+        for field, (lo, hi) in expected.items():
+            assert bounds(model, field) == (lo, hi), (model, field)
+    for model, field in (
+        ("TTSRequest", "seed"),
+        ("TTSRequest", "manual_seed"),
+        ("VoiceCreate", "seed"),
+        ("VoiceRecord", "seed"),
+        ("TTSQuery", "seed"),
+    ):
+        assert bounds(model, field) == limits.SEED, (model, field)  # fmt: skip
+    for field in ("comma", "period"):
+        assert bounds("PausesModel", field) == limits.PAUSE_MS
+    info = live.app.state.engine.info
+    assert schemas["TTSRequest"]["properties"]["text"]["maxLength"] == info.max_text_chars
+    assert schemas["TTSQuery"]["properties"]["text"]["maxLength"] == info.max_text_chars
+    ref_text = schemas["VoiceCreate"]["properties"]["ref_text"]["anyOf"][0]
+    assert ref_text["maxLength"] == info.max_ref_text_chars

@@ -328,12 +328,12 @@ class Batcher:
             raise RuntimeError("no model attached to the batcher yet")
         return self.parts.step
 
-    def submit(self, gen: Generation) -> Generation:
+    def enqueue(self, gen: Generation) -> Generation:
         """Queue ``gen``; it joins the batch before the next step that has room."""
-        self.submit_all([gen])
+        self.enqueue_all([gen])
         return gen
 
-    def submit_all(self, gens: list[Generation]) -> None:
+    def enqueue_all(self, gens: list[Generation]) -> None:
         """Queue several generations at once (they join the same step when there is room)."""
         for gen in gens:
             gen.parts = gen.parts or self.parts

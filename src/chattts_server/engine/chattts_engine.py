@@ -41,11 +41,11 @@ from .errors import (
     SynthesisCancelledError,
     SynthesisError,
 )
-from .loader import resolve
+from .loader import build_config, resolve
 from .stream import WindowDecoder
-from .testmodel import build_config
 from .voices import (
     Voice,
+    check_one_source,
     check_ref_tokens,
     check_seed,
     check_spk_emb,
@@ -336,15 +336,9 @@ class ChatTTSEngine:
         # at least min_new_tokens steps, never more than the segment's limit
         min_new = _check_int(r.min_new_tokens, "min_new_tokens", 0, cfg.max_new_tokens)
 
-        sources = [
-            n for n in ("seed", "spk_emb", "ref_audio", "ref_tokens") if getattr(r, n) is not None
-        ]
-        if len(sources) > 1:
-            raise InvalidInputError(
-                f"give one voice source, not {' and '.join(sources)}",
-                code="conflicting_voice",
-                field=sources[1],
-            )
+        check_one_source(
+            [n for n in ("seed", "spk_emb", "ref_audio", "ref_tokens") if getattr(r, n) is not None]
+        )
         has_ref = r.ref_audio is not None or r.ref_tokens is not None
         if r.ref_text is not None and not has_ref:
             raise InvalidInputError(
@@ -486,7 +480,7 @@ class ChatTTSEngine:
             manual_seed=r.manual_seed,
         )
         gen = Generation(emb, sampling, cancelled=lambda: token.cancelled, parts=self.parts)
-        batcher.submit(gen)
+        batcher.enqueue(gen)
         decoder = WindowDecoder(
             lambda hidden: batcher.call(chat._decode_to_wavs, [hidden], True)[0],
             first=cfg.stream_first_tokens,
@@ -549,20 +543,32 @@ class ChatTTSEngine:
     def _register_normalizers(self, chat: Any) -> None:
         """Use WeTextProcessing (zh) / nemo_text_processing (en) when installed."""
         self._normalizers = {"zh": "builtin", "en": "builtin"}
-        try:
-            from tn.chinese.normalizer import Normalizer as ZhNormalizer
 
-            if chat.normalizer.register("zh", ZhNormalizer(overwrite_cache=False).normalize):
-                self._normalizers["zh"] = "WeTextProcessing"
-        except Exception:
-            log.info("WeTextProcessing not installed: built-in Chinese number reading")
-        try:
+        def zh() -> Any:
+            from tn.chinese.normalizer import Normalizer
+
+            return Normalizer(overwrite_cache=False).normalize
+
+        def en() -> Any:
             from nemo_text_processing.text_normalization.normalize import Normalizer
 
-            if chat.normalizer.register("en", Normalizer(input_case="cased", lang="en").normalize):
-                self._normalizers["en"] = "nemo_text_processing"
-        except Exception:
-            log.info("nemo_text_processing not installed: built-in English number reading")
+            return Normalizer(input_case="cased", lang="en").normalize
+
+        for lang, name, make in (
+            ("zh", "WeTextProcessing", zh),
+            ("en", "nemo_text_processing", en),
+        ):
+            try:
+                normalize = make()
+            except ImportError:
+                log.info("%s not installed: built-in number reading for %s", name, lang)
+                continue
+            except Exception as exc:  # installed, but it would not build
+                log.warning("%s failed to start (%s): built-in number reading for %s",
+                            name, exc, lang)  # fmt: skip
+                continue
+            if chat.normalizer.register(lang, normalize):
+                self._normalizers[lang] = name
 
     def _warm_up(self) -> None:
         """Pay numba JIT and first-call costs at load, not on the first request."""

@@ -17,9 +17,13 @@ from typing import Any
 
 from .base import ModelInfo
 from .errors import ModelLoadError
-from .testmodel import read_manifest
 
 log = logging.getLogger(__name__)
+
+# A generated test model (engine/testmodel.py) carries this manifest; only it skips the sha256
+# check of official weights.
+MANIFEST_NAME = "chattts-server-model.json"
+MANIFEST_KIND = "chattts-server-test-model"
 
 ASSET_FILES = (
     "asset/Vocos.safetensors",
@@ -113,3 +117,46 @@ def _from_dir(root: Path, chat: Any) -> ResolvedModel:
 
 def _fingerprint(files: dict[str, str]) -> str:
     return hashlib.sha256(json.dumps(files, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def read_manifest(directory: str | Path) -> dict[str, Any] | None:
+    """The test-model manifest of ``directory``, or None for a real (official) model."""
+    path = Path(directory) / MANIFEST_NAME
+    if not path.is_file():
+        return None
+    manifest: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+    if manifest.get("kind") != MANIFEST_KIND:
+        return None
+    return manifest
+
+
+def build_config(overrides: dict[str, Any] | None = None) -> Any:
+    """A fresh ChatTTS ``Config`` with ``overrides`` applied (nested dicts).
+
+    Builds new dataclass instances throughout: ChatTTS's Config shares its default sub-objects
+    between instances, so changing them in place would leak into every later ``Chat``.
+    """
+    from ChatTTS.config import Config
+
+    return _build(Config(), overrides or {})
+
+
+def _build(default: Any, overrides: dict[str, Any]) -> Any:
+    import copy
+    import dataclasses
+
+    cls = type(default)
+    unknown = set(overrides) - {f.name for f in dataclasses.fields(cls)}
+    if unknown:
+        raise ValueError(f"unknown config keys for {cls.__name__}: {sorted(unknown)}")
+    kwargs: dict[str, Any] = {}
+    for f in dataclasses.fields(cls):
+        value = getattr(default, f.name)
+        if dataclasses.is_dataclass(value):
+            kwargs[f.name] = _build(value, overrides.get(f.name, {}))
+        elif f.name in overrides:
+            v = overrides[f.name]
+            kwargs[f.name] = tuple(v) if isinstance(value, tuple) else v
+        else:
+            kwargs[f.name] = copy.deepcopy(value)
+    return cls(**kwargs)

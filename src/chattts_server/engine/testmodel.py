@@ -19,8 +19,8 @@ from typing import Any, Literal
 
 import numpy as np
 
-MANIFEST_NAME = "chattts-server-model.json"
-MANIFEST_KIND = "chattts-server-test-model"
+from .loader import MANIFEST_KIND, MANIFEST_NAME, build_config
+
 Size = Literal["tiny", "full"]
 
 # ChatTTS's 50 tokens, in id order from 21128 (the order matters: ids are positional).
@@ -105,38 +105,6 @@ def _spk_stat(hidden: int, rng: np.random.Generator) -> str:
     return str(b14.encode_to_string(np.concatenate([std, mean]).tobytes()))
 
 
-def build_config(overrides: dict[str, Any] | None = None) -> Any:
-    """A fresh ChatTTS ``Config`` with ``overrides`` applied (nested dicts).
-
-    Builds new dataclass instances throughout: ChatTTS's Config shares its default sub-objects
-    between instances, so changing them in place would leak into every later ``Chat``.
-    """
-    from ChatTTS.config import Config
-
-    return _build(Config(), overrides or {})
-
-
-def _build(default: Any, overrides: dict[str, Any]) -> Any:
-    import copy
-    import dataclasses
-
-    cls = type(default)
-    unknown = set(overrides) - {f.name for f in dataclasses.fields(cls)}
-    if unknown:
-        raise ValueError(f"unknown config keys for {cls.__name__}: {sorted(unknown)}")
-    kwargs: dict[str, Any] = {}
-    for f in dataclasses.fields(cls):
-        value = getattr(default, f.name)
-        if dataclasses.is_dataclass(value):
-            kwargs[f.name] = _build(value, overrides.get(f.name, {}))
-        elif f.name in overrides:
-            v = overrides[f.name]
-            kwargs[f.name] = tuple(v) if isinstance(value, tuple) else v
-        else:
-            kwargs[f.name] = copy.deepcopy(value)
-    return cls(**kwargs)
-
-
 def _save(module: Any, path: Path) -> None:
     from safetensors.torch import save_file
 
@@ -214,14 +182,3 @@ def _sha256(path: Path) -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()
-
-
-def read_manifest(directory: str | Path) -> dict[str, Any] | None:
-    """The test-model manifest of ``directory``, or None for a real (official) model."""
-    path = Path(directory) / MANIFEST_NAME
-    if not path.is_file():
-        return None
-    manifest: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
-    if manifest.get("kind") != MANIFEST_KIND:
-        return None
-    return manifest

@@ -7,6 +7,7 @@ reference clip encoded into DVAE tokens (``spk_smp``) with its transcript (``txt
 from __future__ import annotations
 
 import io
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,6 +28,22 @@ class Voice:
     ref_tokens: str | None = None  # a clip already encoded (ChatTTS ``spk_smp``)
     ref_text: str = ""
     seed: int | None = None
+
+
+def check_one_source(given: Sequence[str], required: Sequence[str] = ()) -> None:
+    """The voice-source rule, for every caller: one source at most — exactly one of
+    ``required`` when that is given. ``given`` names the sources a request set, in the
+    caller's own words (``voice``, ``seed``, …) and order; the error names the second one."""
+    if len(given) > 1:
+        raise InvalidInputError(
+            f"give one voice source, not {' and '.join(given)}",
+            code="conflicting_voice",
+            field=given[1],
+        )
+    if required and not given:
+        raise InvalidInputError(
+            f"give exactly one of {', '.join(required)}", code="missing_field", field=required[0]
+        )
 
 
 def check_seed(value: object, field: str) -> int:

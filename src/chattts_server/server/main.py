@@ -82,7 +82,8 @@ def tls_options(settings: Settings) -> dict[str, Any]:
 
 def _with_test_model(settings: Settings, size: str) -> Settings:
     """Serve a generated test model (made once under the data dir): noise, not speech."""
-    from ..engine.testmodel import make_test_model, read_manifest
+    from ..engine.loader import read_manifest
+    from ..engine.testmodel import make_test_model
 
     path = settings.data_dir / "test-models" / size
     if read_manifest(path) is None:

@@ -10,6 +10,8 @@ Each pattern and the check behind it accept exactly the same strings (tested).
 
 from __future__ import annotations
 
+import base64
+import binascii
 import re
 from collections.abc import Callable
 from typing import Annotated, Any, Literal
@@ -18,6 +20,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from ..engine import limits
 from ..engine.text import LANGUAGE_PATTERN, REFINE_PROMPT_PATTERN, TEXT_PATTERN
+from .errors import BadRequestError
 
 AudioFormatName = Literal["wav", "pcm", "mp3", "opus", "flac", "aac"]
 SampleRate = Literal[8000, 16000, 22050, 24000, 44100, 48000]
@@ -54,6 +57,15 @@ def uint_pattern(hi: int) -> str:
 SEED_VOICE_PATTERN = rf"^seed:{uint_pattern(limits.SEED[1])}$"
 # a voice field: a built-in or saved name (unknown → 404), or seed:N with N a valid seed
 VOICE_PATTERN = rf"^(?!seed:)|{SEED_VOICE_PATTERN}"
+
+
+def decode_b64(value: str, field: str) -> bytes:
+    """A base64 field's bytes (a reference clip); 400 ``invalid_base64`` naming the field."""
+    try:
+        return base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise BadRequestError(f"{field} is not valid base64", code="invalid_base64",
+                              param=field) from exc  # fmt: skip
 
 
 def valid_voice_name(name: str) -> bool:

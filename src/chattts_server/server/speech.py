@@ -21,6 +21,7 @@ from starlette.types import Receive, Scope, Send
 
 from ..audio import AudioFormat, Encoder, check_sample_rate, create_encoder, negotiate
 from ..engine import Pauses, SynthesisCancelledError, SynthesisRequest, limits
+from ..engine.voices import check_one_source
 from .errors import BadRequestError, translate
 from .observe import Metrics, RequestRecord
 from .protocol import (
@@ -34,8 +35,9 @@ from .protocol import (
     SpeechRequest,
     TTSRequest,
     Usage,
+    decode_b64,
 )
-from .voices import VoiceChoice, VoiceLibrary, decode_b64
+from .voices import VoiceChoice, VoiceLibrary
 from .worker import Job, SynthesisWorker
 
 log = logging.getLogger(__name__)
@@ -146,7 +148,7 @@ class SpeechService:
         self, request: Request, plan: Plan, rec: RequestRecord, timeout: float
     ) -> Response:
         """The whole file, with an exact Content-Length."""
-        job = await self.worker.submit(plan.request, timeout)
+        job = await self.worker.admit(plan.request, timeout)
         watcher = asyncio.create_task(cancel_on_disconnect(request, job))
         pcm: list[np.ndarray] = []
         try:
@@ -393,15 +395,8 @@ def _check_voice_sources(body: TTSRequest) -> None:
             param="voice_id",
         )
     voice = _voice_param(body) if body.voice_name is not None else None
-    given = [
-        n for n in (voice, "seed", "spk_emb", "ref_audio") if n and getattr(body, n) is not None
-    ]
-    if len(given) > 1:
-        raise BadRequestError(
-            f"give one voice source, not {' and '.join(given)}",
-            code="conflicting_voice",
-            param=given[1],
-        )
+    sources = (voice, "seed", "spk_emb", "ref_audio")
+    check_one_source([n for n in sources if n and getattr(body, n) is not None])
     if body.ref_text is not None and body.ref_audio is None:
         raise BadRequestError("ref_text needs ref_audio", code="missing_field", param="ref_audio")
 

@@ -8,13 +8,12 @@ weights it was made with, and its default parameters.
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 from dataclasses import dataclass, field
 from typing import Any
 
 from ..engine import ChatTTSEngine, limits
 from ..engine.text import normalize_language, validate_text
+from ..engine.voices import check_one_source
 from .errors import BadRequestError, ConflictError, NotFoundError
 from .protocol import (
     BUILTIN_VOICES,
@@ -26,6 +25,7 @@ from .protocol import (
     VoiceInfo,
     VoicePatch,
     VoiceRecord,
+    decode_b64,
     valid_seed_voice,
     valid_voice_name,
 )
@@ -42,14 +42,6 @@ class VoiceChoice:
     ref_text: str | None = None
     defaults: dict[str, Any] = field(default_factory=dict)
     warning: str | None = None
-
-
-def decode_b64(value: str, field: str) -> bytes:
-    try:
-        return base64.b64decode(value, validate=True)
-    except (binascii.Error, ValueError) as exc:
-        raise BadRequestError(f"{field} is not valid base64", code="invalid_base64",
-                              param=field) from exc  # fmt: skip
 
 
 def check_name(name: str, param: str = "name") -> str:
@@ -102,13 +94,9 @@ class VoiceLibrary:
         if body.name in BUILTIN_VOICES or body.name in RESERVED_NAMES:
             raise ConflictError(f"{body.name!r} is a built-in or reserved name",
                                 code="voice_exists", param="name")  # fmt: skip
-        sources = [n for n in ("seed", "spk_emb", "ref_audio") if getattr(body, n) is not None]
-        if len(sources) != 1:
-            raise BadRequestError(
-                "give exactly one of seed, spk_emb or ref_audio",
-                code="conflicting_voice" if sources else "missing_field",
-                param=sources[1] if sources else "seed",
-            )
+        options = ("seed", "spk_emb", "ref_audio")
+        sources = [n for n in options if getattr(body, n) is not None]
+        check_one_source(sources, required=options)
         if body.ref_audio is None and body.ref_text is not None:
             raise BadRequestError("ref_text goes with ref_audio", param="ref_text")
         voice = StoredVoice(

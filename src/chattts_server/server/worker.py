@@ -1,6 +1,6 @@
 """The engine off the event loop: ``concurrency`` worker threads, a bounded queue in front.
 
-``SynthesisWorker.submit`` admits a request (or raises :class:`OverloadedError` at once when
+``SynthesisWorker.admit`` admits a request (or raises :class:`OverloadedError` at once when
 running + queued requests would exceed ``concurrency + max_queue``), validates it off the loop,
 and returns a :class:`Job`: an async iterator of the engine's chunks, fed by a worker thread
 through a small bounded buffer. Up to ``concurrency`` syntheses run at once; the engine batches
@@ -111,7 +111,7 @@ class SynthesisWorker:
     def retry_after(self) -> int:
         return max(1, math.ceil(self._recent_seconds * max(1, self._admitted) / self.capacity))
 
-    async def submit(self, request: SynthesisRequest, timeout: float) -> Job:
+    async def admit(self, request: SynthesisRequest, timeout: float) -> Job:
         """Admit ``request``; it is stopped (504) when ``timeout`` seconds pass."""
         if not self.engine.ready:
             raise NotReadyError("the model is still loading", headers={"Retry-After": "5"})

@@ -54,7 +54,7 @@ async def respond(
             return response
         release = _take_stream_slot(request)
         plan = replace(plan, request=replace(plan.request, incremental=True))
-        job = await service.worker.submit(plan.request, timeout)
+        job = await service.worker.admit(plan.request, timeout)
     except asyncio.CancelledError:  # the client went away
         rec.status, rec.http_status = "cancelled", 499
         rec.finish(metrics)
