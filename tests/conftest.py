@@ -41,8 +41,9 @@ class LiveServer:
         self.app = app
         self.scheme = "https" if config.get("ssl_certfile") else "http"
         cfg = uvicorn.Config(
-            app, host="127.0.0.1", port=0, log_config=None, lifespan="on", **config
-        )
+            app, host="127.0.0.1", port=0, log_config=None, lifespan="on",
+            h11_max_incomplete_event_size=128 * 1024, **config,
+        )  # fmt: skip
         self.server = uvicorn.Server(cfg)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 
