@@ -9,7 +9,8 @@ import wave
 
 import pytest
 
-from chattts_server.client import CircuitBreaker, CircuitOpenError, Client, RetryPolicy, Timeout
+from chattts_server.client import CircuitBreaker, CircuitOpenError, RetryPolicy, Timeout
+from chattts_server.client._requests import tts_body
 from chattts_server.client.wav import UNKNOWN_SIZE, StreamWriter, header, read_info
 
 from .conftest import FakeClock
@@ -83,24 +84,23 @@ def test_breaker_trial_without_a_verdict_frees_the_slot() -> None:
 
 
 def test_tts_body_maps_params_and_encodes_ref_audio() -> None:
-    with Client() as client:
-        body = client._tts_body(
-            "hi",
-            {"ref_audio": b"\x00RIFF", "ref_text": "hi", "pauses": {"comma": 5}, "seed": None,
-             "extensions": {"max_new_tokens": 8}, "top_k": 3},
-        )  # fmt: skip
-        assert body == {
-            "text": "hi",
-            "ref_audio": base64.b64encode(b"\x00RIFF").decode(),
-            "ref_text": "hi",
-            "pauses": {"comma": 5},
-            "extensions": {"max_new_tokens": 8},
-            "top_k": 3,
-        }
-        with pytest.raises(TypeError, match="colour"):
-            client._tts_body("hi", {"colour": "blue"})
-        with pytest.raises(TypeError, match="bytes"):
-            client._tts_body("hi", {"ref_audio": "clip.wav"})
+    body = tts_body(
+        "hi",
+        {"ref_audio": b"\x00RIFF", "ref_text": "hi", "pauses": {"comma": 5}, "seed": None,
+         "extensions": {"max_new_tokens": 8}, "top_k": 3},
+    )  # fmt: skip
+    assert body == {
+        "text": "hi",
+        "ref_audio": base64.b64encode(b"\x00RIFF").decode(),
+        "ref_text": "hi",
+        "pauses": {"comma": 5},
+        "extensions": {"max_new_tokens": 8},
+        "top_k": 3,
+    }
+    with pytest.raises(TypeError, match="colour"):
+        tts_body("hi", {"colour": "blue"})
+    with pytest.raises(TypeError, match="bytes"):
+        tts_body("hi", {"ref_audio": "clip.wav"})
 
 
 def test_a_number_as_timeout_is_a_deadline() -> None:

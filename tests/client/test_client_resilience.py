@@ -24,6 +24,7 @@ from chattts_server.client import (
     InternalServerError,
     NotFoundError,
     Progress,
+    ProtocolError,
     RateLimitError,
     RetryPolicy,
     ServiceUnavailableError,
@@ -268,6 +269,18 @@ async def test_health_bypasses_the_breaker_and_reports_loading(make_client: Make
     ready = await call(client, "health")
     assert ready.ready and ready.model == {"device": "cpu"}
     assert client.breaker is not None and client.breaker.state == "open"
+
+
+async def test_health_without_a_status_is_a_protocol_error_or_the_error_status(
+    make_client: MakeClient,
+) -> None:
+    script = Script(httpx.Response(200, text="ok"), httpx.Response(503, text="upstream down"))
+    client = make_client(script)
+    with pytest.raises(ProtocolError, match="malformed health status") as info:
+        await call(client, "health")
+    assert info.value.request_id == script.request_ids[0]
+    with pytest.raises(ServiceUnavailableError, match="HTTP 503: upstream down"):
+        await call(client, "health")
 
 
 # --- fallback ----------------------------------------------------------------------------------

@@ -51,7 +51,8 @@ part of it was delivered: it raises :class:`StreamInterruptedError` instead. Aft
 """
 
 from ._async import AsyncClient, AsyncVoices
-from ._base import DEFAULT_URL, BaseClient, CircuitBreaker, RetryPolicy, Timeout
+from ._base import DEFAULT_URL, BaseClient
+from ._policy import CircuitBreaker, RetryPolicy, Timeout
 from ._sync import Client, Voices
 from .errors import (
     APIStatusError,

@@ -1,5 +1,6 @@
-"""The asyncio client: the same calls as :class:`~chattts_server.client.Client`, awaited, and
-its voice library resource (``client.voices``)."""
+# The source of _sync.py: after a change here, run `python tools/unasync.py`.
+"""The asyncio client, and its voice library resource (``client.voices``): the I/O of each
+call and nothing else; every decision is :class:`BaseClient`'s and its helpers'."""
 
 from __future__ import annotations
 
@@ -8,25 +9,19 @@ import builtins
 import os
 import random as _random
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping
+from contextlib import aclosing
 from pathlib import Path
 from types import TracebackType
 from typing import Any, BinaryIO, Literal, Unpack
 
 import httpx
 
-from ._base import (
-    DEFAULT_TIMEOUT,
-    DEFAULT_URL,
-    SERVER_SAMPLE_RATE,
-    BaseClient,
-    RetryPolicy,
-    T,
-    Timeout,
-    _Call,
-    _Received,
-    _Request,
-)
+from . import _parse as parse
+from . import _requests as requests
+from ._base import DEFAULT_URL, SERVER_SAMPLE_RATE, BaseClient
+from ._policy import DEFAULT_TIMEOUT, Call, RetryPolicy, Timeout
+from ._requests import Request, T
 from .errors import ChatTTSError
 from .models import (
     Audio,
@@ -48,11 +43,18 @@ __all__ = ["AsyncClient", "AsyncVoices"]
 
 
 class AsyncClient(BaseClient):
-    """An asyncio client of one chattts-server; the arguments are :class:`Client`'s, with an
-    async transport and an async ``sleep``. Close it with ``aclose()`` or ``async with``.
+    """An asyncio client of one chattts-server.
 
-    Break out of :meth:`stream` early inside ``contextlib.aclosing(...)`` to release its
-    connection at once rather than when the generator is collected.
+    Keeps connections alive in a pool; close it with ``aclose()`` (or use it as a context
+    manager: ``async with``) when done. See :class:`~chattts_server.client.BaseClient` for
+    the arguments both clients share. Break out of :meth:`stream` early inside
+    ``contextlib.aclosing(...)`` to release its connection at once rather than when the
+    generator is collected.
+
+    Args:
+        transport: An httpx transport to use instead of the network (tests, proxies); it
+            brings its own TLS settings, so ``ca``, ``cert`` and ``key`` do not apply to it.
+        sleep: How to wait between retries (tests inject a fake).
 
     Attributes:
         voices: The server's voice library (:class:`AsyncVoices`).
@@ -116,32 +118,41 @@ class AsyncClient(BaseClient):
     # --- calls -------------------------------------------------------------------------------
 
     async def synthesize(self, text: str, **params: Unpack[TTSParams]) -> Audio:
-        """See :meth:`Client.synthesize`."""
-        body = self._tts_body(text, params)
+        """Synthesize ``text`` into one audio file (``format``, default ``wav``).
+
+        Returns the fallback audio (``fallback=True``) instead of raising when one is
+        configured and the server cannot answer (never for a 4xx input error).
+
+        Raises:
+            ChatTTSError: see :mod:`chattts_server.client.errors`.
+        """
+        request = requests.synthesize(text, params)
         try:
-            with self._call("POST /v1/tts") as call:
-                response = await self._send(call, "POST", "/v1/tts", json=body)
-                return self._audio(call, response)
+            return await self._run(request)
         except ChatTTSError as exc:
-            if not self._fallback_wanted(exc) or (audio := await self._load_fallback(exc)) is None:
+            if (audio := await self._fallback_for(exc)) is None:
                 raise
             return audio
 
     async def stream(self, text: str, **params: Unpack[TTSParams]) -> AsyncIterator[StreamEvent]:
-        """See :meth:`Client.stream`."""
-        if params.get("format") is not None:
-            raise ValueError("stream() yields PCM chunks; format is not accepted")
-        body = self._tts_body(text, params)
-        with self._call("POST /v1/tts (stream)") as call:
-            got = _Received()
+        """Synthesize ``text`` as a stream of events: :class:`AudioChunk` (s16le PCM, in
+        order) and :class:`Progress` as sentences finish, then one :class:`Done`.
+
+        ``format`` is not accepted (chunks are always PCM). A failure after the first event
+        raises :class:`StreamInterruptedError` (or :class:`StreamError`), never a retry.
+        """
+        request = requests.stream(text, params)
+        with self._call(request) as call:
+            got = parse.Received()
             while True:
                 try:
-                    async for event in self._stream_once(call, body, got):
-                        yield event
+                    async with aclosing(self._stream_once(call, request, got)) as events:
+                        async for event in events:
+                            yield event
                     return
                 except ChatTTSError as exc:
                     if got.events:
-                        err = self._interrupted(call, exc, got)
+                        err = parse.interrupted(call, exc, got)
                         if err is exc:
                             raise
                         raise err from exc
@@ -158,7 +169,15 @@ class AsyncClient(BaseClient):
         on_event: Callable[[StreamEvent], object] | None = None,
         **params: Unpack[TTSParams],
     ) -> Done:
-        """See :meth:`Client.stream_to` (file writes are small and made in the event loop)."""
+        """Stream ``text`` into a 16-bit WAV file while it is synthesized, holding no more
+        than one chunk in memory; returns the :class:`Done` event.
+
+        ``target`` is a path or a binary file. The header is written first with unknown
+        sizes; a seekable file gets the exact sizes at the end. If the stream fails, a file
+        created from a path is removed (a file object is left as written) and the error
+        raised. ``on_event`` sees every event as it arrives (to show progress, say). File
+        writes are small, and made in the calling thread.
+        """
         if not isinstance(target, str | os.PathLike):
             return await self._write_wav(target, text, on_event, params)
         path = Path(target)
@@ -170,77 +189,68 @@ class AsyncClient(BaseClient):
             raise
 
     async def health(self) -> Health:
-        """See :meth:`Client.health`."""
-        with self._call("GET /readyz", guarded=False, retries=False) as call:
-            return self._health(call, await self._send(call, "GET", "/readyz", accept=(503,)))
+        """The server's readiness (``GET /readyz``): one attempt, not counted by the breaker.
+
+        Raises:
+            TransportError: the server cannot be reached.
+        """
+        return await self._run(requests.health())
 
     # --- internals ---------------------------------------------------------------------------
 
-    async def _run(self, request: _Request[T]) -> T:
-        with self._call(request.name, idempotent=request.idempotent) as call:
-            response = await self._send(call, request.method, request.path, json=request.json)
-            return request.parse(call, response)
+    async def _run(self, request: Request[T]) -> T:
+        """Send a described call (retries, breaker, deadline) and parse its answer."""
+        with self._call(request) as call:
+            return request.parse(call, await self._send(call, request))
 
-    async def _send(
-        self,
-        call: _Call,
-        method: str,
-        path: str,
-        *,
-        json: Any = None,
-        accept: tuple[int, ...] = (),
-    ) -> httpx.Response:
+    async def _send(self, call: Call, request: Request[Any]) -> httpx.Response:
+        """Attempts until a response comes back (its body read), or giving up."""
         while True:
             try:
-                return await self._attempt(call, method, path, json, None, False, accept)
+                return await self._attempt(call, request)
             except ChatTTSError as exc:
                 delay = self._retry_delay(call, exc)
                 if delay is None:
                     raise
             await self._sleep(delay)
 
-    async def _attempt(
-        self,
-        call: _Call,
-        method: str,
-        path: str,
-        json: Any,
-        headers: Mapping[str, str] | None,
-        stream: bool,
-        accept: tuple[int, ...],
-    ) -> httpx.Response:
-        request = self._http.build_request(
-            method,
-            path,
-            json=json,
-            headers=self._headers_for(call, headers),
+    async def _attempt(self, call: Call, request: Request[Any]) -> httpx.Response:
+        """One attempt: the response of a success (or an accepted status), else the error."""
+        sent = self._http.build_request(
+            request.method,
+            request.path,
+            json=request.json,
+            headers=request.headers(call, self._auth),
             timeout=self._timeout_for(call),
         )
         try:
-            response = await self._http.send(request, stream=stream)
-            if response.is_success or response.status_code in accept:
+            response = await self._http.send(sent, stream=request.stream)
+            if response.is_success or response.status_code in request.accept:
                 return response
             try:
                 body = await response.aread()
             finally:
                 await response.aclose()
         except httpx.TransportError as exc:
-            raise self._transport_error(call, exc) from exc
-        raise self._status_error(call, response, body)
+            raise parse.transport_error(call, exc) from exc
+        raise parse.status_error(call, response, body)
 
     async def _stream_once(
-        self, call: _Call, body: Any, got: _Received
-    ) -> AsyncIterator[StreamEvent]:
-        headers = {"Accept": "text/event-stream"}
-        response = await self._attempt(call, "POST", "/v1/tts?stream=true", body, headers, True, ())
+        self,
+        call: Call,
+        request: Request[None],
+        got: parse.Received,
+    ) -> AsyncGenerator[StreamEvent, None]:
+        """One attempt at a stream: its events, ``Done`` last once the body has ended."""
+        response = await self._attempt(call, request)
         done: Done | None = None
         try:
-            self._check_event_stream(call, response)
+            request.parse(call, response)
             decoder = SSEDecoder()
             try:
                 async for raw in response.aiter_bytes():
                     for sse in decoder.feed(raw):
-                        event = self._stream_event(call, sse, got)
+                        event = parse.stream_event(call, sse, got)
                         if isinstance(event, Done):
                             done = event  # handed over once the body is read to its end
                         elif event is not None:
@@ -248,11 +258,11 @@ class AsyncClient(BaseClient):
                             yield event
                     self._check_deadline(call)
             except httpx.TransportError as exc:
-                raise self._transport_error(call, exc) from exc
+                raise parse.transport_error(call, exc) from exc
         finally:
             await response.aclose()
         if done is None:
-            raise self._ended_early(call, got)
+            raise parse.ended_early(call, got)
         yield done
 
     async def _write_wav(
@@ -273,38 +283,48 @@ class AsyncClient(BaseClient):
         writer.close(params.get("sample_rate") or SERVER_SAMPLE_RATE)
         return event
 
-    async def _load_fallback(self, exc: ChatTTSError) -> Audio | None:
-        if self._fallback is None:
-            url = self._fallback_url()
+    async def _fallback_for(self, exc: ChatTTSError) -> Audio | None:
+        """The fallback audio to return instead of raising ``exc``; ``None`` when there is
+        none for it, or it cannot be loaded."""
+        fallback = self._fallback
+        if fallback is None or not fallback.wanted(exc):
+            return None
+        if fallback.audio is None:
             try:
-                if url is not None:
-                    response = await self._http.get(url)
-                    response.raise_for_status()
-                    self._set_fallback(response.content, url, response.headers.get("content-type"))
+                if fallback.url is None:
+                    fallback.read_file()
                 else:
-                    assert self._fallback_source is not None
-                    source = Path(self._fallback_source)
-                    self._set_fallback(source.read_bytes(), source.name, None)
+                    response = await self._http.get(fallback.url)
+                    response.raise_for_status()
+                    fallback.fetched(response.content, response.headers.get("content-type"))
             except (OSError, httpx.HTTPError) as load_error:
-                self._fallback_failed(exc, load_error)
+                fallback.failed(exc, load_error)
                 return None
-        return self._fallback_ready(exc)
+        return fallback.served(exc)
 
 
 class AsyncVoices:
-    """The server's voice library: ``AsyncClient.voices``; each call is
-    :class:`~chattts_server.client.Voices`' own, awaited."""
+    """The server's voice library: ``client.voices``.
+
+    A saved voice sounds the same on every call, by name (``synthesize(..., voice="narrator")``).
+    Calls that change the library (:meth:`create`, :meth:`update`, :meth:`delete`,
+    :meth:`import_`) are retried only when the server surely did nothing (see
+    :class:`~chattts_server.client.RetryPolicy`). Every call raises
+    :class:`~chattts_server.client.NotFoundError` (``code="voice_not_found"``) for a name that
+    does not exist, and the other errors of :mod:`chattts_server.client.errors`.
+    """
 
     def __init__(self, client: AsyncClient) -> None:
         self._client = client
 
     async def list(self) -> builtins.list[Voice]:
-        """See :meth:`Voices.list`."""
-        return await self._client._run(self._client._voice_list())
+        """The voices usable as ``voice=``: the built-in OpenAI names, then the saved voices
+        (``seed:N`` works too)."""
+        return await self._client._run(requests.voice_list())
 
     async def get(self, name: str) -> Voice:
-        """See :meth:`Voices.get`."""
-        return await self._client._run(self._client._voice_get(name))
+        """The voice called ``name``."""
+        return await self._client._run(requests.voice_get(name))
 
     async def create(
         self,
@@ -318,21 +338,28 @@ class AsyncVoices:
         language: Literal["zh", "en"] | None = None,
         defaults: VoiceDefaults | None = None,
     ) -> Voice:
-        """See :meth:`Voices.create`."""
+        """Save a voice made from exactly one of ``seed``, ``spk_emb`` (a speaker string) or
+        ``ref_audio`` (a WAV, FLAC or Ogg clip's bytes) with its transcript ``ref_text``.
+
+        Raises:
+            ConflictError: the name is taken (``code="voice_exists"``).
+            BadRequestError: no source or two, a bad name or clip; ``param`` names the field.
+        """
         return await self._client._run(
-            self._client._voice_create(
+            requests.voice_create(
                 name, seed=seed, spk_emb=spk_emb, ref_audio=ref_audio, ref_text=ref_text,
                 description=description, language=language, defaults=defaults,
             )
         )  # fmt: skip
 
     async def update(self, name: str, **changes: Unpack[VoiceChanges]) -> Voice:
-        """See :meth:`Voices.update`."""
-        return await self._client._run(self._client._voice_update(name, changes))
+        """Change ``description``, ``language`` or ``defaults``; a key left out stays as it
+        is, ``None`` clears it. Returns the voice as it now is."""
+        return await self._client._run(requests.voice_update(name, changes))
 
     async def delete(self, name: str) -> None:
-        """See :meth:`Voices.delete`."""
-        await self._client._run(self._client._voice_delete(name))
+        """Delete a saved voice."""
+        await self._client._run(requests.voice_delete(name))
 
     async def sample(
         self,
@@ -342,13 +369,19 @@ class AsyncVoices:
         text: str | None = None,
         lang: Literal["zh", "en"] | None = None,
     ) -> Audio:
-        """See :meth:`Voices.sample`."""
-        return await self._client._run(self._client._voice_sample(name, format, text, lang))
+        """A short preview of the voice, the same every time: ``text`` (at most 200
+        characters; default a greeting in ``lang``, else in the voice's language)."""
+        return await self._client._run(requests.voice_sample(name, format, text, lang))
 
     async def export(self) -> dict[str, Any]:
-        """See :meth:`Voices.export`."""
-        return await self._client._run(self._client._voice_export())
+        """Every saved voice as one JSON document, for :meth:`import_` on any server."""
+        return await self._client._run(requests.voice_export())
 
     async def import_(self, document: Mapping[str, Any], overwrite: bool = False) -> ImportResult:
-        """See :meth:`Voices.import_`."""
-        return await self._client._run(self._client._voice_import(document, overwrite))
+        """Import an :meth:`export` document, all or nothing. Names that exist are skipped,
+        or replaced with ``overwrite``.
+
+        Raises:
+            BadRequestError: the document is not valid; ``param`` says where.
+        """
+        return await self._client._run(requests.voice_import(document, overwrite))

@@ -1,4 +1,6 @@
-"""The blocking client, and its voice library resource (``client.voices``)."""
+# Generated from _async.py by tools/unasync.py: edit that file, then run the script.
+"""The blocking client, and its voice library resource (``client.voices``): the I/O of each
+call and nothing else; every decision is :class:`BaseClient`'s and its helpers'."""
 
 from __future__ import annotations
 
@@ -6,25 +8,19 @@ import builtins
 import os
 import random as _random
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Generator, Iterator, Mapping
+from contextlib import closing
 from pathlib import Path
 from types import TracebackType
 from typing import Any, BinaryIO, Literal, Unpack
 
 import httpx
 
-from ._base import (
-    DEFAULT_TIMEOUT,
-    DEFAULT_URL,
-    SERVER_SAMPLE_RATE,
-    BaseClient,
-    RetryPolicy,
-    T,
-    Timeout,
-    _Call,
-    _Received,
-    _Request,
-)
+from . import _parse as parse
+from . import _requests as requests
+from ._base import DEFAULT_URL, SERVER_SAMPLE_RATE, BaseClient
+from ._policy import DEFAULT_TIMEOUT, Call, RetryPolicy, Timeout
+from ._requests import Request, T
 from .errors import ChatTTSError
 from .models import (
     Audio,
@@ -48,9 +44,11 @@ __all__ = ["Client", "Voices"]
 class Client(BaseClient):
     """A blocking client of one chattts-server, safe to share between threads.
 
-    Keeps connections alive in a pool; close it (or use it as a context manager) when done.
-    See :class:`~chattts_server.client.BaseClient` for the arguments shared with
-    :class:`~chattts_server.client.AsyncClient`.
+    Keeps connections alive in a pool; close it with ``close()`` (or use it as a context
+    manager: ``with``) when done. See :class:`~chattts_server.client.BaseClient` for
+    the arguments both clients share. Break out of :meth:`stream` early inside
+    ``contextlib.closing(...)`` to release its connection at once rather than when the
+    generator is collected.
 
     Args:
         transport: An httpx transport to use instead of the network (tests, proxies); it
@@ -127,13 +125,11 @@ class Client(BaseClient):
         Raises:
             ChatTTSError: see :mod:`chattts_server.client.errors`.
         """
-        body = self._tts_body(text, params)
+        request = requests.synthesize(text, params)
         try:
-            with self._call("POST /v1/tts") as call:
-                response = self._send(call, "POST", "/v1/tts", json=body)
-                return self._audio(call, response)
+            return self._run(request)
         except ChatTTSError as exc:
-            if not self._fallback_wanted(exc) or (audio := self._load_fallback(exc)) is None:
+            if (audio := self._fallback_for(exc)) is None:
                 raise
             return audio
 
@@ -144,18 +140,17 @@ class Client(BaseClient):
         ``format`` is not accepted (chunks are always PCM). A failure after the first event
         raises :class:`StreamInterruptedError` (or :class:`StreamError`), never a retry.
         """
-        if params.get("format") is not None:
-            raise ValueError("stream() yields PCM chunks; format is not accepted")
-        body = self._tts_body(text, params)
-        with self._call("POST /v1/tts (stream)") as call:
-            got = _Received()
+        request = requests.stream(text, params)
+        with self._call(request) as call:
+            got = parse.Received()
             while True:
                 try:
-                    yield from self._stream_once(call, body, got)
+                    with closing(self._stream_once(call, request, got)) as events:
+                        yield from events
                     return
                 except ChatTTSError as exc:
                     if got.events:
-                        err = self._interrupted(call, exc, got)
+                        err = parse.interrupted(call, exc, got)
                         if err is exc:
                             raise
                         raise err from exc
@@ -178,7 +173,8 @@ class Client(BaseClient):
         ``target`` is a path or a binary file. The header is written first with unknown
         sizes; a seekable file gets the exact sizes at the end. If the stream fails, a file
         created from a path is removed (a file object is left as written) and the error
-        raised. ``on_event`` sees every event as it arrives (to show progress, say).
+        raised. ``on_event`` sees every event as it arrives (to show progress, say). File
+        writes are small, and made in the calling thread.
         """
         if not isinstance(target, str | os.PathLike):
             return self._write_wav(target, text, on_event, params)
@@ -196,76 +192,63 @@ class Client(BaseClient):
         Raises:
             TransportError: the server cannot be reached.
         """
-        with self._call("GET /readyz", guarded=False, retries=False) as call:
-            return self._health(call, self._send(call, "GET", "/readyz", accept=(503,)))
+        return self._run(requests.health())
 
     # --- internals ---------------------------------------------------------------------------
 
-    def _run(self, request: _Request[T]) -> T:
+    def _run(self, request: Request[T]) -> T:
         """Send a described call (retries, breaker, deadline) and parse its answer."""
-        with self._call(request.name, idempotent=request.idempotent) as call:
-            response = self._send(call, request.method, request.path, json=request.json)
-            return request.parse(call, response)
+        with self._call(request) as call:
+            return request.parse(call, self._send(call, request))
 
-    def _send(
-        self,
-        call: _Call,
-        method: str,
-        path: str,
-        *,
-        json: Any = None,
-        accept: tuple[int, ...] = (),
-    ) -> httpx.Response:
+    def _send(self, call: Call, request: Request[Any]) -> httpx.Response:
         """Attempts until a response comes back (its body read), or giving up."""
         while True:
             try:
-                return self._attempt(call, method, path, json, None, False, accept)
+                return self._attempt(call, request)
             except ChatTTSError as exc:
                 delay = self._retry_delay(call, exc)
                 if delay is None:
                     raise
             self._sleep(delay)
 
-    def _attempt(
-        self,
-        call: _Call,
-        method: str,
-        path: str,
-        json: Any,
-        headers: Mapping[str, str] | None,
-        stream: bool,
-        accept: tuple[int, ...],
-    ) -> httpx.Response:
-        request = self._http.build_request(
-            method,
-            path,
-            json=json,
-            headers=self._headers_for(call, headers),
+    def _attempt(self, call: Call, request: Request[Any]) -> httpx.Response:
+        """One attempt: the response of a success (or an accepted status), else the error."""
+        sent = self._http.build_request(
+            request.method,
+            request.path,
+            json=request.json,
+            headers=request.headers(call, self._auth),
             timeout=self._timeout_for(call),
         )
         try:
-            response = self._http.send(request, stream=stream)
-            if response.is_success or response.status_code in accept:
+            response = self._http.send(sent, stream=request.stream)
+            if response.is_success or response.status_code in request.accept:
                 return response
             try:
                 body = response.read()
             finally:
                 response.close()
         except httpx.TransportError as exc:
-            raise self._transport_error(call, exc) from exc
-        raise self._status_error(call, response, body)
+            raise parse.transport_error(call, exc) from exc
+        raise parse.status_error(call, response, body)
 
-    def _stream_once(self, call: _Call, body: Any, got: _Received) -> Iterator[StreamEvent]:
-        headers = {"Accept": "text/event-stream"}
-        response = self._attempt(call, "POST", "/v1/tts?stream=true", body, headers, True, ())
+    def _stream_once(
+        self,
+        call: Call,
+        request: Request[None],
+        got: parse.Received,
+    ) -> Generator[StreamEvent, None, None]:
+        """One attempt at a stream: its events, ``Done`` last once the body has ended."""
+        response = self._attempt(call, request)
         done: Done | None = None
         try:
-            self._check_event_stream(call, response)
+            request.parse(call, response)
             decoder = SSEDecoder()
             try:
                 for raw in response.iter_bytes():
                     for sse in decoder.feed(raw):
-                        event = self._stream_event(call, sse, got)
+                        event = parse.stream_event(call, sse, got)
                         if isinstance(event, Done):
                             done = event  # handed over once the body is read to its end
                         elif event is not None:
@@ -273,11 +256,11 @@ class Client(BaseClient):
                             yield event
                     self._check_deadline(call)
             except httpx.TransportError as exc:
-                raise self._transport_error(call, exc) from exc
+                raise parse.transport_error(call, exc) from exc
         finally:
             response.close()
         if done is None:
-            raise self._ended_early(call, got)
+            raise parse.ended_early(call, got)
         yield done
 
     def _write_wav(
@@ -298,22 +281,24 @@ class Client(BaseClient):
         writer.close(params.get("sample_rate") or SERVER_SAMPLE_RATE)
         return event
 
-    def _load_fallback(self, exc: ChatTTSError) -> Audio | None:
-        if self._fallback is None:
-            url = self._fallback_url()
+    def _fallback_for(self, exc: ChatTTSError) -> Audio | None:
+        """The fallback audio to return instead of raising ``exc``; ``None`` when there is
+        none for it, or it cannot be loaded."""
+        fallback = self._fallback
+        if fallback is None or not fallback.wanted(exc):
+            return None
+        if fallback.audio is None:
             try:
-                if url is not None:
-                    response = self._http.get(url)
-                    response.raise_for_status()
-                    self._set_fallback(response.content, url, response.headers.get("content-type"))
+                if fallback.url is None:
+                    fallback.read_file()
                 else:
-                    assert self._fallback_source is not None
-                    source = Path(self._fallback_source)
-                    self._set_fallback(source.read_bytes(), source.name, None)
+                    response = self._http.get(fallback.url)
+                    response.raise_for_status()
+                    fallback.fetched(response.content, response.headers.get("content-type"))
             except (OSError, httpx.HTTPError) as load_error:
-                self._fallback_failed(exc, load_error)
+                fallback.failed(exc, load_error)
                 return None
-        return self._fallback_ready(exc)
+        return fallback.served(exc)
 
 
 class Voices:
@@ -333,11 +318,11 @@ class Voices:
     def list(self) -> builtins.list[Voice]:
         """The voices usable as ``voice=``: the built-in OpenAI names, then the saved voices
         (``seed:N`` works too)."""
-        return self._client._run(self._client._voice_list())
+        return self._client._run(requests.voice_list())
 
     def get(self, name: str) -> Voice:
         """The voice called ``name``."""
-        return self._client._run(self._client._voice_get(name))
+        return self._client._run(requests.voice_get(name))
 
     def create(
         self,
@@ -359,7 +344,7 @@ class Voices:
             BadRequestError: no source or two, a bad name or clip; ``param`` names the field.
         """
         return self._client._run(
-            self._client._voice_create(
+            requests.voice_create(
                 name, seed=seed, spk_emb=spk_emb, ref_audio=ref_audio, ref_text=ref_text,
                 description=description, language=language, defaults=defaults,
             )
@@ -368,11 +353,11 @@ class Voices:
     def update(self, name: str, **changes: Unpack[VoiceChanges]) -> Voice:
         """Change ``description``, ``language`` or ``defaults``; a key left out stays as it
         is, ``None`` clears it. Returns the voice as it now is."""
-        return self._client._run(self._client._voice_update(name, changes))
+        return self._client._run(requests.voice_update(name, changes))
 
     def delete(self, name: str) -> None:
         """Delete a saved voice."""
-        self._client._run(self._client._voice_delete(name))
+        self._client._run(requests.voice_delete(name))
 
     def sample(
         self,
@@ -384,11 +369,11 @@ class Voices:
     ) -> Audio:
         """A short preview of the voice, the same every time: ``text`` (at most 200
         characters; default a greeting in ``lang``, else in the voice's language)."""
-        return self._client._run(self._client._voice_sample(name, format, text, lang))
+        return self._client._run(requests.voice_sample(name, format, text, lang))
 
     def export(self) -> dict[str, Any]:
         """Every saved voice as one JSON document, for :meth:`import_` on any server."""
-        return self._client._run(self._client._voice_export())
+        return self._client._run(requests.voice_export())
 
     def import_(self, document: Mapping[str, Any], overwrite: bool = False) -> ImportResult:
         """Import an :meth:`export` document, all or nothing. Names that exist are skipped,
@@ -397,4 +382,4 @@ class Voices:
         Raises:
             BadRequestError: the document is not valid; ``param`` says where.
         """
-        return self._client._run(self._client._voice_import(document, overwrite))
+        return self._client._run(requests.voice_import(document, overwrite))

@@ -30,7 +30,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, cast
 
-from ._base import DEFAULT_TIMEOUT, DEFAULT_URL, Timeout
+from ._base import DEFAULT_URL
+from ._policy import DEFAULT_TIMEOUT, Timeout
 from ._sync import Client
 from .errors import ChatTTSError, StreamInterruptedError
 from .models import AudioFormat, Progress, StreamEvent, TTSParams, Voice, VoiceDefaults

@@ -214,3 +214,23 @@ class StreamInterruptedError(_StreamEnded):
 class StreamError(_StreamEnded):
     """The server reported a failure mid-stream (``event: error``); ``type``, ``code`` and
     ``param`` are from its error body. Carries ``bytes_received`` and ``chunks_received`` too."""
+
+
+_FOR_STATUS: dict[int, type[APIStatusError]] = {
+    400: BadRequestError,
+    401: AuthenticationError,
+    404: NotFoundError,
+    405: BadRequestError,
+    406: NotAcceptableError,
+    409: ConflictError,
+    413: PayloadTooLargeError,
+    415: UnsupportedMediaTypeError,
+    429: RateLimitError,
+    500: InternalServerError,
+    503: ServiceUnavailableError,
+}
+
+
+def for_status(status: int) -> type[APIStatusError]:
+    """The error class of an HTTP error ``status``, as the tree above shows."""
+    return _FOR_STATUS.get(status) or (InternalServerError if status >= 500 else APIStatusError)
