@@ -28,23 +28,29 @@ from .conftest import SCREENSHOTS, LogCapture, state, wait_js
 THREE_SENTENCES = "Hello there. This is the second sentence. And here is the third one."
 
 
-@pytest.fixture
-def gate(engine: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[threading.Event]:
-    """The engine's second segment waits until the test sets the returned event."""
-    opened = threading.Event()
-    original = engine._segment
-    calls = 0
+class Gate:
+    def __init__(self) -> None:
+        self.holding = threading.Event()  # a second segment is waiting at the gate
+        self.opened = threading.Event()
 
-    def gated(*args: Any, **kwargs: Any) -> Any:
-        nonlocal calls
-        calls += 1
-        if calls == 2 and not opened.wait(60):
-            raise RuntimeError("the test never opened the gate")
-        return original(*args, **kwargs)
+
+@pytest.fixture
+def gate(engine: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[Gate]:
+    """The second segment of a request for THREE_SENTENCES waits until the test opens the
+    gate (other requests, and every other segment, pass)."""
+    g = Gate()
+    original = engine._segment
+
+    def gated(chat: Any, p: Any, text: str, *args: Any, **kwargs: Any) -> Any:
+        if p.request.text == THREE_SENTENCES and text == p.segments[1].text:
+            g.holding.set()
+            if not g.opened.wait(60):
+                raise RuntimeError("the test never opened the gate")
+        return original(chat, p, text, *args, **kwargs)
 
     monkeypatch.setattr(engine, "_segment", gated)
-    yield opened
-    opened.set()
+    yield g
+    g.opened.set()
 
 
 @pytest.fixture
@@ -124,7 +130,7 @@ def test_page_loads_cleanly_and_lists_builtin_and_saved_voices(
 
 
 def test_speak_plays_before_done_and_schedules_every_sample_sent(
-    live: LiveServer, open_page: Any, gate: threading.Event, http: httpx.Client
+    live: LiveServer, open_page: Any, gate: Gate, http: httpx.Client
 ) -> None:
     page, console = open_page(live.url)
     wait_voices(page)
@@ -142,7 +148,8 @@ def test_speak_plays_before_done_and_schedules_every_sample_sent(
     before = state(page, ".contextTime")
     wait_js(page, f"window.chattts.contextTime > {before}")  # the audio clock advances
     assert state(page, ".take.done") is None
-    gate.set()
+    assert gate.holding.is_set()  # the server really is still generating: sentence 2 waits
+    gate.opened.set()
 
     wait_js(page, "window.chattts.state === 'done'")
     take = state(page, ".take")
