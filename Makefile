@@ -6,7 +6,7 @@ STAMP   = $(VENV)/.installed-stamp
 SERVE_ARGS ?=
 PYTEST_ARGS ?=
 
-.PHONY: install system-deps serve test lint typecheck bench clean
+.PHONY: install system-deps serve test lint typecheck bench unasync clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -25,18 +25,21 @@ serve: install
 	$(VENV)/bin/chattts-server serve $(SERVE_ARGS)
 
 test: install system-deps
-	$(VENV)/bin/ruff check src tests bench
-	$(VENV)/bin/ruff format --check src tests bench
+	$(VENV)/bin/ruff check src tests bench tools
+	$(VENV)/bin/ruff format --check src tests bench tools
 	$(VENV)/bin/mypy
 	GO=$(CURDIR)/$(VENV)/bin/go clients/go/check.sh
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 lint: install
-	$(VENV)/bin/ruff check src tests bench
-	$(VENV)/bin/ruff format --check src tests bench
+	$(VENV)/bin/ruff check src tests bench tools
+	$(VENV)/bin/ruff format --check src tests bench tools
 
 typecheck: install
 	$(VENV)/bin/mypy
+
+unasync: install  # rewrite client/_sync.py from client/_async.py (a test checks they agree)
+	$(PY) tools/unasync.py
 
 bench: install
 	$(PY) -m bench.run

@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import logging
 import re
 import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from ..engine import SynthesisCancelledError
+from .errors import translate
 
 log = logging.getLogger("chattts_server.request")
 
@@ -63,10 +69,18 @@ class Metrics:
 
 @dataclass
 class RequestRecord:
-    """What the final log line of one synthesis request says."""
+    """What the final log line of one synthesis request says, and the one place it ends.
+
+    The outcome is the first one told (``cancelled()``, ``failed(exc)``; ``ok`` if none);
+    ``done()`` runs the request's clean-ups (``on_end``), writes the metrics and the log line,
+    once, however often it is called. :meth:`lifetime` wraps a request's handling: it records
+    an exception's outcome and ends the record on the way out — unless a streaming response
+    took the record over (:meth:`hand_over`), which ends it when its body closes.
+    """
 
     request_id: str
     route: str
+    metrics: Metrics
     text: str = ""
     voice: str | None = None
     format: str | None = None
@@ -76,6 +90,51 @@ class RequestRecord:
     audio_seconds: float = 0.0
     status: str = "ok"
     http_status: int = 200
+    _cleanups: list[Callable[[], object]] = field(default_factory=list, repr=False)
+    _ended: bool = False
+    _handed_over: bool = False
+
+    def cancelled(self) -> None:
+        """The client went away (or stopped reading): 499."""
+        if self.status == "ok":
+            self.status, self.http_status = "cancelled", 499
+
+    def failed(self, exc: BaseException) -> None:
+        """The request failed with ``exc`` (its HTTP status as the client sees it)."""
+        if isinstance(exc, SynthesisCancelledError):
+            self.cancelled()
+        elif self.status == "ok":
+            self.status, self.http_status = "error", translate(exc).status
+
+    def on_end(self, cleanup: Callable[[], object]) -> None:
+        """Run ``cleanup`` when the record ends (last added, first run)."""
+        self._cleanups.append(cleanup)
+
+    @asynccontextmanager
+    async def lifetime(self) -> AsyncIterator[RequestRecord]:
+        try:
+            yield self
+        except (asyncio.CancelledError, GeneratorExit):
+            self.cancelled()
+            raise
+        except BaseException as exc:
+            self.failed(exc)
+            raise
+        finally:
+            if not self._handed_over:
+                self.done()
+
+    def hand_over(self) -> Callable[[bool], None]:
+        """A streaming response takes the record over: it calls the returned function once
+        its body is closed (``completed``: the body ran to its end)."""
+        self._handed_over = True
+
+        def close(completed: bool) -> None:
+            if not completed:
+                self.cancelled()
+            self.done()
+
+        return close
 
     def audio_started(self) -> None:
         if self.first_audio is None:
@@ -91,7 +150,13 @@ class RequestRecord:
             return None
         return round((self.first_audio - self.started) * 1000)
 
-    def finish(self, metrics: Metrics) -> None:
+    def done(self) -> None:
+        if self._ended:
+            return
+        self._ended = True
+        for cleanup in reversed(self._cleanups):
+            cleanup()
+        metrics = self.metrics
         elapsed = time.perf_counter() - self.started
         rtf = elapsed / self.audio_seconds if self.audio_seconds else None
         metrics.requests.labels(self.route, str(self.http_status)).inc()

@@ -149,17 +149,13 @@ class SpeechService:
     ) -> Response:
         """The whole file, with an exact Content-Length."""
         job = await self.worker.admit(plan.request, timeout)
+        rec.on_end(job.cancel)
         watcher = asyncio.create_task(cancel_on_disconnect(request, job))
         pcm: list[np.ndarray] = []
         try:
             async for chunk in job:
                 rec.audio_started()
                 pcm.append(chunk.pcm)
-        except BaseException as exc:
-            job.cancel()
-            if isinstance(exc, SynthesisCancelledError):
-                rec.status, rec.http_status = "cancelled", 499
-            raise
         finally:
             watcher.cancel()
         audio = np.concatenate(pcm) if pcm else np.zeros(0, np.float32)
@@ -170,14 +166,12 @@ class SpeechService:
         headers = {**self._headers(plan), "X-Audio-Duration-Ms": str(ms)}
         return Response(data, media_type=plan.content_type, headers=headers)
 
-    async def chunked(
-        self, job: Job, plan: Plan, rec: RequestRecord, finish: Callable[[], None]
-    ) -> StreamingResponse:
+    async def chunked(self, job: Job, plan: Plan, rec: RequestRecord) -> StreamingResponse:
         """Audio bytes in the negotiated format as each chunk is ready. The status is sent
         with the first audio, so a failure before it (deadline, engine error) is a real HTTP
         error; one after it can only cut the stream short (the body ends incomplete)."""
         enc = self._encoder(plan)
-        events = self._drive(job, rec, finish, enc.encode)
+        events = self._drive(job, rec, enc.encode)
         try:
             first: bytes = b""
             while not first:
@@ -200,12 +194,10 @@ class SpeechService:
                 yield tail
 
         return ClosingStreamingResponse(
-            body(), media_type=plan.content_type, headers=self._headers(plan)
+            body(), rec, media_type=plan.content_type, headers=self._headers(plan)
         )
 
-    async def sse_native(
-        self, job: Job, plan: Plan, rec: RequestRecord, finish: Callable[[], None]
-    ) -> StreamingResponse:
+    async def sse_native(self, job: Job, plan: Plan, rec: RequestRecord) -> StreamingResponse:
         """``event: audio`` (PCM s16le, base64) / ``progress`` / ``done`` | ``error``."""
         pcm = create_encoder("pcm", plan.sample_rate, self.engine_rate)
         seq = 0
@@ -237,11 +229,9 @@ class SpeechService:
             )
             return progress() + _sse(event.model_dump_json(), "done")
 
-        return self._sse_response(job, plan, rec, finish, on_chunk, done, error_event="error")
+        return self._sse_response(job, plan, rec, on_chunk, done, error_event="error")
 
-    async def sse_openai(
-        self, job: Job, plan: Plan, rec: RequestRecord, finish: Callable[[], None]
-    ) -> StreamingResponse:
+    async def sse_openai(self, job: Job, plan: Plan, rec: RequestRecord) -> StreamingResponse:
         """OpenAI's ``speech.audio.delta`` / ``speech.audio.done`` events (data-only)."""
         enc = self._encoder(plan)
 
@@ -261,21 +251,20 @@ class SpeechService:
             )
             return out + _sse(SpeechAudioDone(usage=usage).model_dump_json())
 
-        return self._sse_response(job, plan, rec, finish, on_chunk, done, error_event=None)
+        return self._sse_response(job, plan, rec, on_chunk, done, error_event=None)
 
     def _sse_response(
         self,
         job: Job,
         plan: Plan,
         rec: RequestRecord,
-        finish: Callable[[], None],
         on_chunk: Callable[[np.ndarray], str],
         done: Callable[[], str],
         error_event: str | None,
     ) -> StreamingResponse:
         async def body() -> AsyncIterator[str]:
             try:
-                async with aclosing(self._drive(job, rec, finish, on_chunk, True)) as events:
+                async with aclosing(self._drive(job, rec, on_chunk, True)) as events:
                     async for event in events:
                         if event:
                             yield event
@@ -286,17 +275,18 @@ class SpeechService:
 
         headers = {**self._headers(plan), "Cache-Control": "no-cache",
                    "X-Accel-Buffering": "no"}  # fmt: skip
-        return ClosingStreamingResponse(body(), media_type="text/event-stream", headers=headers)
+        return ClosingStreamingResponse(
+            body(), rec, media_type="text/event-stream", headers=headers
+        )
 
     async def _drive(
         self,
         job: Job,
         rec: RequestRecord,
-        finish: Callable[[], None],
         on_chunk: Callable[[np.ndarray], Any],
         keepalive: bool = False,
     ) -> AsyncGenerator[Any, None]:
-        """Pull chunks from ``job``; cancel it when the client goes; log once at the end."""
+        """Pull chunks from ``job`` into the record; tell it how the stream ended."""
         it = aiter(job)
         nxt: asyncio.Future[Any] | None = None
         try:
@@ -313,23 +303,19 @@ class SpeechService:
                 rec.audio_seconds += chunk.pcm.size / self.engine_rate
                 yield on_chunk(chunk.pcm)
         except SynthesisCancelledError:
-            rec.status, rec.http_status = "cancelled", 499
+            rec.cancelled()
         except (asyncio.CancelledError, GeneratorExit):
-            rec.status, rec.http_status = "cancelled", 499  # the client went away
+            rec.cancelled()  # the client went away
             raise
         except Exception as exc:
-            api = translate(exc)
-            rec.status, rec.http_status = "error", api.status
+            rec.failed(exc)
             log.error("synthesis failed mid-stream: %s", exc)
             if keepalive:
-                raise _StreamFailed(api) from exc
+                raise _StreamFailed(translate(exc)) from exc
             raise
         finally:
             if nxt is not None and not nxt.done():
                 nxt.cancel()
-            if rec.status != "ok":
-                job.cancel()
-            finish()
 
     def _encoder(self, plan: Plan, total: int | None = None) -> Encoder:
         return create_encoder(plan.format, plan.sample_rate, self.engine_rate, total)
@@ -348,19 +334,34 @@ class SpeechService:
 
 class ClosingStreamingResponse(StreamingResponse):
     """Closes its body iterator however the response ends — also when a send fails or times
-    out — so the synthesis is cancelled and the request logged at once, not at GC time."""
+    out, or before the body ever started — and then ends the request's record (which stops
+    its synthesis and writes its log line) at once, not at GC time."""
+
+    def __init__(self, content: AsyncIterator[Any], rec: RequestRecord, **kw: Any) -> None:
+        self._completed = False
+
+        async def body() -> AsyncIterator[Any]:
+            async for piece in content:
+                yield piece
+            self._completed = True
+
+        self._content = content
+        self._end = rec.hand_over()
+        super().__init__(body(), **kw)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
             await super().__call__(scope, receive, send)
         except Exception as exc:
             # the status line is gone: the only way left to say "failed" is to end the body
-            # incomplete (the request's log line already says why)
+            # incomplete (the request's log line says why)
             log.warning("stream cut short after it started: %s", exc)
         finally:
-            close = getattr(self.body_iterator, "aclose", None)
-            if close is not None:
-                await close()
+            for it in (self.body_iterator, self._content):
+                close = getattr(it, "aclose", None)
+                if close is not None:
+                    await close()
+            self._end(self._completed)
 
 
 class _StreamFailed(Exception):

@@ -10,13 +10,13 @@ from dataclasses import replace
 from fastapi import Request
 from fastapi.responses import Response
 
-from ..errors import BadRequestError, RateLimitedError, UnsupportedMediaError, translate
+from ..errors import BadRequestError, RateLimitedError, UnsupportedMediaError
 from ..observe import RequestRecord
 from ..security import client_id
 from ..speech import Plan, SpeechService, cancel_on_disconnect
 from ..worker import Job
 
-Streamer = Callable[[Job, Plan, RequestRecord, Callable[[], None]], Awaitable[Response]]
+Streamer = Callable[[Job, Plan, RequestRecord], Awaitable[Response]]
 
 
 def require_json(request: Request) -> None:
@@ -29,7 +29,8 @@ def require_json(request: Request) -> None:
 
 def record(request: Request, route: str, text: str, voice: str | None) -> RequestRecord:
     rid = request.scope["state"]["request_id"]
-    return RequestRecord(request_id=rid, route=route, text=text, voice=voice)
+    metrics = request.app.state.metrics
+    return RequestRecord(request_id=rid, route=route, metrics=metrics, text=text, voice=voice)
 
 
 async def respond(
@@ -38,44 +39,27 @@ async def respond(
     make_plan: Callable[[], Awaitable[Plan] | Plan],
     streamer: Streamer | None,
 ) -> Response:
-    """Plan, admit and answer one request; the record is logged exactly once, at the end."""
+    """Plan, admit and answer one request. The record ends once, whatever the path: here for
+    a whole file or a failure before any response, or when a streamed response's body closes."""
     service: SpeechService = request.app.state.speech
-    metrics = request.app.state.metrics
-    release = _no_op
-    try:
+    async with rec.lifetime():
         timeout = _deadline(request)
         plan = make_plan()
         if inspect.isawaitable(plan):
             plan = await plan
         rec.format = rec.format or plan.format.value
         if streamer is None:
-            response = await service.full(request, plan, rec, timeout)
-            rec.finish(metrics)
-            return response
-        release = _take_stream_slot(request)
+            return await service.full(request, plan, rec, timeout)
+        rec.on_end(_take_stream_slot(request))
         plan = replace(plan, request=replace(plan.request, incremental=True))
         job = await service.worker.admit(plan.request, timeout)
-    except asyncio.CancelledError:  # the client went away
-        rec.status, rec.http_status = "cancelled", 499
-        rec.finish(metrics)
-        raise
-    except BaseException as exc:
-        release()
-        if rec.status == "ok":
-            rec.status, rec.http_status = "error", translate(exc).status
-        rec.finish(metrics)
-        raise
-
-    def finish() -> None:
-        release()
-        rec.finish(metrics)
-
-    # a streamer may wait for the first audio before answering: cancel if the client goes
-    watcher = asyncio.create_task(cancel_on_disconnect(request, job))
-    try:
-        return await streamer(job, plan, rec, finish)
-    finally:
-        watcher.cancel()
+        rec.on_end(job.cancel)  # ending a request stops its synthesis (a no-op once finished)
+        # a streamer may wait for the first audio before answering: cancel if the client goes
+        watcher = asyncio.create_task(cancel_on_disconnect(request, job))
+        try:
+            return await streamer(job, plan, rec)
+        finally:
+            watcher.cancel()
 
 
 def _no_op() -> None:
