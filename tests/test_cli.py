@@ -93,3 +93,28 @@ def test_the_cli_and_the_engine_package_import_without_torch() -> None:
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == "[]"
+
+
+def test_serve_has_a_flag_for_every_setting_and_readme_its_table() -> None:
+    """Settings are declared once: flags and README's table are made from them."""
+    from pathlib import Path
+
+    from chattts_server.cli import build_parser
+    from chattts_server.server.main import settings_from_args
+    from chattts_server.settings import Settings, markdown_table
+
+    serve = build_parser()._subparsers._group_actions[0].choices["serve"]  # type: ignore[union-attr]
+    flags = {s for a in serve._actions for s in a.option_strings}
+    for name in Settings.model_fields:
+        assert "--" + name.replace("_", "-") in flags, name
+    args = build_parser().parse_args(
+        ["serve", "--max-url-bytes", "2048", "--no-warmup", "--api-keys", "k1", "k2",
+         "--send-timeout-s", "2.5", "--device", "cpu"]
+    )  # fmt: skip
+    s = settings_from_args(args)
+    assert (s.max_url_bytes, s.warmup, s.api_keys, s.send_timeout_s, s.device) == (
+        2048, False, ["k1", "k2"], 2.5, "cpu"
+    )  # fmt: skip
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+    table = readme.split("<!-- settings table: begin -->\n")[1].split("<!-- settings table: end")[0]
+    assert table == markdown_table(), "README's table is stale: python -m chattts_server.settings"

@@ -14,7 +14,7 @@ import wave
 from collections.abc import Sequence
 from pathlib import Path
 
-from .settings import Settings
+from .settings import Settings, add_flags
 
 
 def _make_test_model(args: argparse.Namespace) -> int:
@@ -124,39 +124,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--stream", action="store_true", help="write audio as each segment is ready")
     p.set_defaults(func=_synth)
 
-    p = sub.add_parser("serve", help="run the HTTP server (every flag is also an env var)")
-    p.add_argument("--model-dir", type=Path, help="env CHATTTS_SERVER_MODEL_DIR")
+    p = sub.add_parser("serve", help="run the HTTP server (every setting is a flag and an env var)")
     p.add_argument(
         "--test-model",
         choices=("tiny", "full"),
         help="serve a generated random-weight model (noise, not speech) from the data dir",
     )
-    p.add_argument("--allow-download", action=argparse.BooleanOptionalAction, default=None)
-    p.add_argument("--host", help="default 0.0.0.0")
-    p.add_argument("--port", type=int, help="default 9700")
-    p.add_argument("--device", choices=("auto", "cpu", "cuda"))
-    p.add_argument("--gpt-dtype", choices=("float32", "bfloat16", "int8"))
-    p.add_argument("--data-dir", type=Path, help="env CHATTTS_SERVER_DATA_DIR")
-    p.add_argument("--max-batch", type=int, help="requests synthesized at once (default 4)")
-    p.add_argument(
-        "--pack-weights",
-        action=argparse.BooleanOptionalAction,
-        default=None,
-        help="CPU: oneDNN pre-packed GPT weights (default on)",
-    )
-    p.add_argument("--max-queue", type=int, help="requests waiting behind the running ones")
-    p.add_argument("--max-text-chars", type=int)
-    p.add_argument("--max-new-tokens", type=int)
-    p.add_argument("--max-body-bytes", type=int)
-    p.add_argument("--log-level", choices=("debug", "info", "warning", "error"))
-    p.add_argument("--api-keys-file", type=Path, help="Bearer keys, one per line")
-    p.add_argument("--rate-limit-per-minute", type=int, help="per key (0: off)")
-    p.add_argument("--max-streams-per-key", type=int, help="concurrent streams (0: off)")
-    p.add_argument("--request-timeout-s", type=float, help="default and longest deadline")
-    p.add_argument("--cors-origins", nargs="*", help="allowed origins (default: CORS off)")
-    p.add_argument("--tls-cert", type=Path)
-    p.add_argument("--tls-key", type=Path)
-    p.add_argument("--tls-client-ca", type=Path, help="require client certs signed by this CA")
+    add_flags(p)
     p.set_defaults(func=_serve)
 
     from .client.cli import add_say_parser, add_voices_parser

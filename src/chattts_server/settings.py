@@ -1,10 +1,14 @@
 """One ``Settings`` for the whole server: every field is an env var ``CHATTTS_SERVER_<NAME>``
-and a ``serve`` flag ``--<name-with-dashes>``; flags win over env vars, env vars over defaults."""
+and a ``serve`` flag ``--<name-with-dashes>``; flags win over env vars, env vars over defaults.
+The flags and README's table are generated from the fields (:func:`add_flags`,
+:func:`markdown_table`), so they cannot disagree."""
 
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
-from typing import Literal
+from types import UnionType
+from typing import Any, Literal, Union, get_args, get_origin
 
 import platformdirs
 from pydantic import Field
@@ -18,39 +22,57 @@ def default_data_dir() -> Path:
 
 
 class Settings(BaseSettings):
-    """Server and engine settings."""
+    """Server and engine settings. Each field is declared once, here: its env var, its
+    ``serve`` flag (:func:`add_flags`) and its row in README's table (:func:`markdown_table`)
+    are made from the declaration."""
 
     model_config = SettingsConfigDict(env_prefix="CHATTTS_SERVER_", extra="ignore")
 
     # model
-    model_dir: Path | None = Field(None, description="folder holding ChatTTS's asset/ layout")
-    allow_download: bool = Field(True, description="try ChatTTS's hub download without --model-dir")
-    device: Literal["auto", "cpu", "cuda"] = "auto"
+    model_dir: Path | None = Field(
+        None, description="folder holding ChatTTS's asset/ layout (default: hub download)"
+    )
+    allow_download: bool = Field(True, description="try ChatTTS's hub download without model_dir")
+    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="where the model runs")
     warmup: bool = Field(True, description="run a short synthesis at load")
     gpt_dtype: Literal["float32", "bfloat16", "int8"] = Field(
         "float32", description="GPT precision: float32 exact; int8 ~3× faster on CPU"
     )
     # network
-    host: str = "0.0.0.0"
-    port: int = Field(9700, ge=1, le=65535)
-    data_dir: Path = Field(default_factory=default_data_dir)
+    host: str = Field("0.0.0.0", description="address to listen on")
+    port: int = Field(9700, ge=1, le=65535, description="port to listen on")
+    data_dir: Path = Field(
+        default_factory=default_data_dir,
+        description="saved voices and generated test models (default: the user data dir, "
+        "~/.local/share/chattts-server)",
+    )
     # limits
-    max_text_chars: int = Field(4000, ge=1)
-    max_segment_chars: int = Field(120, ge=8)
+    max_text_chars: int = Field(4000, ge=1, description="longest text of a request")
+    max_segment_chars: int = Field(
+        120, ge=8, description="longest piece of text synthesized in one GPT pass"
+    )
     max_new_tokens: int = Field(2048, ge=1, description="GPT steps per segment (21.3 ms each)")
-    max_ref_audio_bytes: int = Field(10 * 1024 * 1024, ge=1)
-    max_ref_audio_seconds: float = Field(30.0, gt=0)
+    max_ref_audio_bytes: int = Field(10 * 1024 * 1024, ge=1, description="largest reference clip")
+    max_ref_audio_seconds: float = Field(30.0, gt=0, description="longest reference clip")
     max_batch: int = Field(
         4, ge=1, le=64, description="requests synthesized at once, sharing each GPT step"
     )
     pack_weights: bool = Field(True, description="CPU: oneDNN pre-packed GPT weights")
-    max_queue: int = Field(8, ge=0, description="requests waiting behind the running ones")
-    max_body_bytes: int = Field(16 * 1024 * 1024, ge=1024)
+    max_queue: int = Field(
+        8, ge=0, description="requests waiting behind the running ones (more: 503)"
+    )
+    max_body_bytes: int = Field(16 * 1024 * 1024, ge=1024, description="largest request body")
     send_timeout_s: float = Field(30.0, gt=0, description="a client not reading this long is cut")
     keepalive_s: float = Field(15.0, gt=0, description="SSE keep-alive comment interval")
-    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_level: Literal["debug", "info", "warning", "error"] = Field(
+        "info", description="JSON log lines from this level up"
+    )
     # trust
-    api_keys: list[str] = Field(default_factory=list, description="Bearer keys; empty: no auth")
+    api_keys: list[str] = Field(
+        default_factory=list,
+        description="Bearer keys; empty: no auth (a flag shows in ps: prefer the env var or "
+        "api_keys_file)",
+    )
     api_keys_file: Path | None = Field(None, description="one key per line, # comments")
     metrics_require_key: bool = Field(False, description="/metrics behind the API key too")
     rate_limit_per_minute: int = Field(0, ge=0, description="requests per key (0: off)")
@@ -60,15 +82,16 @@ class Settings(BaseSettings):
         60.0, gt=0, le=3600, description="life of a stream token (GET /v1/tts/stream ?token=)"
     )
     stream_token_secret: str | None = Field(
-        None, description="HMAC secret for stream tokens (share it between replicas); "
-        "default: random per process",
-    )  # fmt: skip
+        None,
+        description="HMAC secret for stream tokens, shared by replicas (default: random per "
+        "process)",
+    )
     max_url_bytes: int = Field(
         8192, ge=1024, description="longest GET /v1/tts/stream URL (longer: 414, use POST)"
     )
     cors_origins: list[str] = Field(default_factory=list, description="CORS off when empty")
-    tls_cert: Path | None = None
-    tls_key: Path | None = None
+    tls_cert: Path | None = Field(None, description="server certificate (PEM): serve HTTPS")
+    tls_key: Path | None = Field(None, description="its private key")
     tls_client_ca: Path | None = Field(None, description="require client certificates (mTLS)")
 
     def load_api_keys(self) -> list[str]:
@@ -96,3 +119,67 @@ class Settings(BaseSettings):
             max_batch=self.max_batch,
             pack_weights=self.pack_weights,
         )
+
+
+# --- flags and docs, made from the declarations above -----------------------------------------
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def _default(name: str) -> str:
+    info = Settings.model_fields[name]
+    if info.default_factory is not None:
+        value = info.default_factory()  # type: ignore[call-arg]
+        return "none" if value == [] else ("user data dir" if name == "data_dir" else str(value))
+    value = info.default
+    if isinstance(value, bool):
+        return str(value).lower()
+    return "none" if value is None else str(value)
+
+
+def _kind(name: str) -> tuple[Any, tuple[Any, ...], bool, bool]:
+    """(type, choices, is_bool, is_list) of a field, its None dropped."""
+    annotation = Settings.model_fields[name].annotation
+    args = [a for a in get_args(annotation) if a is not type(None)] or [annotation]
+    inner = args[0] if get_origin(annotation) in (Union, UnionType) else annotation
+    if get_origin(inner) is Literal:
+        return None, get_args(inner), False, False
+    if get_origin(inner) is list:
+        return str, (), False, True
+    return inner, (), inner is bool, False
+
+
+def add_flags(parser: argparse.ArgumentParser) -> None:
+    """One flag per :class:`Settings` field, ``--name-with-dashes`` (defaults stay unset, so
+    env vars and then the declared defaults apply)."""
+    for name, info in Settings.model_fields.items():
+        typ, choices, is_bool, is_list = _kind(name)
+        help_ = f"{info.description} (env CHATTTS_SERVER_{name.upper()}; default {_default(name)})"
+        if is_bool:
+            parser.add_argument(
+                _flag(name), action=argparse.BooleanOptionalAction, default=None, help=help_
+            )
+        elif is_list:
+            parser.add_argument(_flag(name), nargs="*", default=None, help=help_)
+        elif choices:
+            parser.add_argument(_flag(name), choices=choices, default=None, help=help_)
+        else:
+            parser.add_argument(_flag(name), type=typ, default=None, help=help_)
+
+
+def markdown_table() -> str:
+    """README's settings table (a test keeps README equal to it)."""
+    rows = ["| setting (env `CHATTTS_SERVER_…`) | flag | default | what |", "|---|---|---|---|"]
+    for name, info in Settings.model_fields.items():
+        _, choices, is_bool, _ = _kind(name)
+        flag = f"`{_flag(name)}`" + (f"/`--no-{_flag(name)[2:]}`" if is_bool else "")
+        if choices:
+            flag += " " + "\\|".join(str(c) for c in choices)
+        rows.append(f"| `{name.upper()}` | {flag} | {_default(name)} | {info.description} |")
+    return "\n".join(rows) + "\n"
+
+
+if __name__ == "__main__":  # python -m chattts_server.settings: print README's table
+    print(markdown_table(), end="")
