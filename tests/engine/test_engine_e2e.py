@@ -224,6 +224,9 @@ def test_refine_text_runs_through_the_text_gpt(engine: ChatTTSEngine) -> None:
     a, _ = synth(engine, text="Refine me.", refine_text=True, refine_prompt="[oral_2]")
     b, _ = synth(engine, text="Refine me.", refine_text=True, refine_prompt="[oral_2]")
     assert np.array_equal(a, b)
+    # the request's token is cancelled when it ends: it must not stay ChatTTS's interrupt flag
+    # (stock ChatTTS calls on the same Chat, as the token-agreement test, would stop at once)
+    assert engine._chat.context.get() is False
 
 
 def test_tokenizer_of_the_test_model_has_chattts_ids(tiny_model_dir: Path) -> None:

@@ -526,10 +526,12 @@ class ChatTTSEngine:
             prompt=r.refine_prompt, manual_seed=r.manual_seed, show_tqdm=False
         )
         with self._lock:  # ChatTTS's loop: one interrupt context and generator per Chat
-            chat.context = _RequestContext(token)
-            # a long loop: in a thread of its own, not between the batched GPT steps; the
-            # thread ends afterwards, and its OpenMP workers with it
-            refined = _in_new_thread(chat._refine_text, text, chat.device, params)
+            previous, chat.context = chat.context, _RequestContext(token)
+            try:  # a long loop: in a thread of its own, not between the batched GPT steps; the
+                # thread ends afterwards, and its OpenMP workers with it
+                refined = _in_new_thread(chat._refine_text, text, chat.device, params)
+            finally:  # the request's token (cancelled when it ends) must not outlive it
+                chat.context = previous
         ids = [i[i.less(chat.tokenizer.break_0_ids)] for i in refined.ids]
         out = chat.tokenizer.decode(ids)[0]
         return str(out) if out.strip() else text
