@@ -19,8 +19,10 @@ SCREENSHOTS = Path(__file__).resolve().parents[2] / ".cache" / "screenshots"
 LONG_MS = 60_000  # liveness bound for anything the page waits on: never a speed assertion
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def playwright() -> Iterator[Any]:
+    """Per module: Playwright's sync API keeps an event loop running in the main thread while
+    it is open, which would break every asyncio test that runs after the browser tests."""
     require_chromium()
     from playwright.sync_api import sync_playwright
 
