@@ -73,6 +73,7 @@ def test_schemathesis_finds_nothing(server: LiveServer, engine: Any, tmp_path: P
         "--workers", "1", "--no-color", "--generation-database", "none",
         "--report", "junit", "--report-dir", str(tmp_path / "report"),
         "--suppress-health-check", "all",
+        "--request-timeout", "600",  # a liveness bound: CI machines are busy, never a speed goal
     ]  # fmt: skip
     run = subprocess.run(cmd, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=1500)
     out = run.stdout + run.stderr
