@@ -101,15 +101,8 @@ func BenchmarkSynthesizeOverhead(b *testing.B) {
 		hc := &http.Client{}
 		b.ReportAllocs()
 		for i := 0; i < b.N; i++ {
-			body, _ := json.Marshal(wireTTS{TTSRequest: req})
-			resp, err := hc.Post(srv.URL+"/v1/tts", "application/json", bytes.NewReader(body))
-			if err != nil {
-				b.Fatal(err)
-			}
-			data, _ := io.ReadAll(resp.Body)
-			resp.Body.Close()
-			if resp.StatusCode != 200 || len(data) != 4844 {
-				b.Fatal(resp.Status)
+			if status, n := rawSynthesize(b, hc, srv.URL, req); status != 200 || n != 4844 {
+				b.Fatal(status, n)
 			}
 		}
 	})
@@ -139,21 +132,58 @@ func BenchmarkSynthesizeOverheadPaired(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	raw := func() {
-		body, _ := json.Marshal(wireTTS{TTSRequest: req})
-		resp, err := hc.Post(srv.URL+"/v1/tts", "application/json", bytes.NewReader(body))
-		if err != nil {
-			b.Fatal(err)
-		}
-		io.ReadAll(resp.Body)
-		resp.Body.Close()
-	}
+	raw := func() { rawSynthesize(b, hc, srv.URL, req) }
 	client := func() {
 		if _, err := c.Synthesize(context.Background(), req); err != nil {
 			b.Fatal(err)
 		}
 	}
 	paired(b, raw, client)
+}
+
+// rawSynthesize is a whole-file call made with net/http alone (marshal, POST, read): the
+// status and the size of the answer.
+func rawSynthesize(b *testing.B, hc *http.Client, url string, req *TTSRequest) (status, n int) {
+	body, _ := json.Marshal(wireTTS{TTSRequest: req})
+	resp, err := hc.Post(url+"/v1/tts", "application/json", bytes.NewReader(body))
+	if err != nil {
+		b.Fatal(err)
+	}
+	data, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	return resp.StatusCode, len(data)
+}
+
+// rawStream is a stream read with net/http, SSEDecoder and ParseEvent alone, through buf:
+// the number of audio chunks.
+func rawStream(b *testing.B, hc *http.Client, url string, req *TTSRequest, buf []byte) int {
+	body, _ := json.Marshal(wireTTS{TTSRequest: req, Stream: true})
+	hr, _ := http.NewRequest("POST", url+"/v1/tts?stream=true", bytes.NewReader(body))
+	hr.Header.Set("Accept", "text/event-stream")
+	hr.Header.Set("Content-Type", "application/json")
+	resp, err := hc.Do(hr)
+	if err != nil {
+		b.Fatal(err)
+	}
+	var d SSEDecoder
+	var events []SSEEvent
+	chunks := 0
+	for {
+		n, rerr := resp.Body.Read(buf)
+		events, _ = d.Append(events[:0], buf[:n])
+		for _, ev := range events {
+			if e, _ := ParseEvent(ev); e != nil {
+				if _, ok := e.(*AudioChunk); ok {
+					chunks++
+				}
+			}
+		}
+		if rerr != nil {
+			break
+		}
+	}
+	resp.Body.Close()
+	return chunks
 }
 
 // paired runs raw and client alternately and reports the medians of each and of their
@@ -187,30 +217,7 @@ func BenchmarkStreamOverheadPaired(b *testing.B) {
 	req := &TTSRequest{Text: "One. Two. Three.", Seed: Ptr[int64](42)}
 	hc := &http.Client{}
 	c, _ := New(srv.URL, WithLogger(slog.New(slog.NewJSONHandler(io.Discard, nil))))
-	raw := func() {
-		body, _ := json.Marshal(wireTTS{TTSRequest: req, Stream: true})
-		hr, _ := http.NewRequest("POST", srv.URL+"/v1/tts?stream=true", bytes.NewReader(body))
-		hr.Header.Set("Accept", "text/event-stream")
-		hr.Header.Set("Content-Type", "application/json")
-		resp, err := hc.Do(hr)
-		if err != nil {
-			b.Fatal(err)
-		}
-		buf := make([]byte, 32<<10)
-		var d SSEDecoder
-		var events []SSEEvent
-		for {
-			n, rerr := resp.Body.Read(buf)
-			events, _ = d.Append(events[:0], buf[:n])
-			for _, ev := range events {
-				ParseEvent(ev)
-			}
-			if rerr != nil {
-				break
-			}
-		}
-		resp.Body.Close()
-	}
+	raw := func() { rawStream(b, hc, srv.URL, req, make([]byte, 32<<10)) }
 	client := func() {
 		s, err := c.Stream(context.Background(), req)
 		if err != nil {
@@ -233,33 +240,7 @@ func BenchmarkStreamOverhead(b *testing.B) {
 		buf := make([]byte, 32<<10)
 		b.ReportAllocs()
 		for i := 0; i < b.N; i++ {
-			body, _ := json.Marshal(wireTTS{TTSRequest: req, Stream: true})
-			hr, _ := http.NewRequest("POST", srv.URL+"/v1/tts?stream=true", bytes.NewReader(body))
-			hr.Header.Set("Accept", "text/event-stream")
-			hr.Header.Set("Content-Type", "application/json")
-			resp, err := hc.Do(hr)
-			if err != nil {
-				b.Fatal(err)
-			}
-			var d SSEDecoder
-			var events []SSEEvent
-			chunks := 0
-			for {
-				n, rerr := resp.Body.Read(buf)
-				events, _ = d.Append(events[:0], buf[:n])
-				for _, ev := range events {
-					if e, _ := ParseEvent(ev); e != nil {
-						if _, ok := e.(*AudioChunk); ok {
-							chunks++
-						}
-					}
-				}
-				if rerr != nil {
-					break
-				}
-			}
-			resp.Body.Close()
-			if chunks != 3 {
+			if chunks := rawStream(b, hc, srv.URL, req, buf); chunks != 3 {
 				b.Fatal(chunks)
 			}
 		}

@@ -616,33 +616,71 @@ func (cl *call) finish(err error, audioMS int64, fallback bool, extra ...slog.At
 	c.logger.LogAttrs(context.WithoutCancel(cl.ctx), level, "chattts "+cl.name(), attrs...)
 }
 
+// fail ends a call that failed and logs it. With fallback, an error the fallback audio may
+// answer (FallbackFor) is answered with it: the audio and its *FallbackError.
+func (cl *call) fail(err error, fallback bool) (*Audio, error) {
+	if fallback {
+		fb, ferr := cl.c.FallbackFor(cl.ctx, err) // a URL fetch is detached from cl.ctx
+		if fb != nil {
+			cl.finish(ferr, fb.DurationMS, true)
+			return fb, ferr
+		}
+		err = ferr
+	}
+	cl.finish(err, -1, false)
+	return nil, err
+}
+
 // --- whole-body calls -------------------------------------------------------------------
 
-// do runs a call whose answer is read whole, and logs it.
-func (c *Client) do(ctx context.Context, s *spec) (*http.Response, []byte, error) { // s.opts set by the caller
+// wholeCall runs a call whose answer is read whole, and logs it. keep gets each successful
+// answer inside the retry loop (its error is retried like the attempt's own, so it should
+// only check and keep the answer) and returns the audio duration to log (-1: none). On
+// failure, with fallback, the fallback audio may answer: it is returned with its
+// *FallbackError (see call.fail); the audio is nil otherwise.
+func (c *Client) wholeCall(ctx context.Context, s *spec, fallback bool,
+	keep func(a *attempt, data []byte) (audioMS int64, err error)) (*Audio, error) {
 	cl, err := c.newCall(ctx, s)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
-	var data []byte
+	audioMS := int64(-1)
 	s.handle = func(a *attempt) error {
-		var rerr error
-		data, rerr = readAll(a)
+		data, rerr := readAll(a)
+		if rerr != nil {
+			return rerr
+		}
+		audioMS, rerr = keep(a, data)
 		return rerr
 	}
 	a, err := cl.run()
 	if err != nil {
-		cl.finish(err, -1, false)
-		return nil, nil, err
+		return cl.fail(err, fallback)
 	}
 	a.close()
-	cl.finish(nil, -1, false)
-	return a.resp, data, nil
+	cl.finish(nil, audioMS, false)
+	return nil, nil
 }
 
-// doJSON runs a call with a JSON answer decoded into out (nil: ignore the body).
+// readAll reads a whole answer, sized by its Content-Length when it gives one.
+func readAll(a *attempt) ([]byte, error) {
+	if n := a.resp.ContentLength; n > 0 && n <= 1<<30 {
+		buf := bytes.NewBuffer(make([]byte, 0, n+1))
+		_, err := buf.ReadFrom(a.body)
+		return buf.Bytes(), err
+	}
+	return io.ReadAll(a.body)
+}
+
+// doJSON runs a call with a JSON answer decoded into out (nil: ignore the body). s.opts
+// are set by the caller.
 func (c *Client) doJSON(ctx context.Context, s *spec, out any) error {
-	resp, data, err := c.do(ctx, s)
+	var resp *http.Response
+	var data []byte
+	_, err := c.wholeCall(ctx, s, false, func(a *attempt, d []byte) (int64, error) {
+		resp, data = a.resp, d
+		return -1, nil
+	})
 	if err != nil || out == nil {
 		return err
 	}

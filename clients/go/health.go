@@ -1,10 +1,8 @@
 package chattts
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
-	"io"
 	"net/http"
 )
 
@@ -33,41 +31,19 @@ func (c *Client) Ready(ctx context.Context, opts ...CallOption) (*Health, error)
 func (c *Client) health(ctx context.Context, path string, opts []CallOption) (*Health, error) {
 	s := &spec{op: "health", method: http.MethodGet, path: path, idempotent: true,
 		answers: func(code int) bool { return code == http.StatusServiceUnavailable }, opts: opts}
-	cl, err := c.newCall(ctx, s)
-	if err != nil {
-		return nil, err
-	}
 	var h Health
-	s.handle = func(a *attempt) error {
-		data, rerr := readAll(a)
-		if rerr != nil {
-			return rerr
-		}
+	_, err := c.wholeCall(ctx, s, false, func(a *attempt, data []byte) (int64, error) {
 		if err := json.Unmarshal(data, &h); err != nil || h.Status == "" {
 			if a.resp.StatusCode != http.StatusOK {
-				return cl.statusError(a.ep, a.resp, data)
+				return -1, a.cl.statusError(a.ep, a.resp, data)
 			}
-			return &ProtocolError{Msg: "malformed health status", RequestID: cl.id}
+			return -1, &ProtocolError{Msg: "malformed health status", RequestID: a.cl.id}
 		}
 		h.Ready, h.Endpoint = a.resp.StatusCode == http.StatusOK, a.ep.display
-		return nil
-	}
-	a, err := cl.run()
+		return -1, nil
+	})
 	if err != nil {
-		cl.finish(err, -1, false)
 		return nil, err
 	}
-	a.close()
-	cl.finish(nil, -1, false)
 	return &h, nil
-}
-
-// readAll reads a whole answer, sized by its Content-Length when it gives one.
-func readAll(a *attempt) ([]byte, error) {
-	if n := a.resp.ContentLength; n > 0 && n <= 1<<30 {
-		buf := bytes.NewBuffer(make([]byte, 0, n+1))
-		_, err := buf.ReadFrom(a.body)
-		return buf.Bytes(), err
-	}
-	return io.ReadAll(a.body)
 }

@@ -4,11 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"strings"
-	"sync"
-	"sync/atomic"
 )
 
 // SpeechRequest is the body of the OpenAI-compatible POST /v1/audio/speech.
@@ -22,7 +19,7 @@ type SpeechRequest struct {
 	StreamFormat   string   `json:"stream_format,omitempty"`   // set by Speech / SpeechStream
 }
 
-func (c *Client) speechSpec(req *SpeechRequest, streamFormat string, opts []CallOption) (*spec, error) {
+func (c *Client) speechSpec(op string, req *SpeechRequest, streamFormat string, opts []CallOption) (*spec, error) {
 	if req == nil || req.Voice == "" {
 		return nil, &ValidationError{"voice", "missing_field", "voice is required"}
 	}
@@ -46,28 +43,26 @@ func (c *Client) speechSpec(req *SpeechRequest, streamFormat string, opts []Call
 	if err != nil {
 		return nil, err
 	}
-	return &spec{method: http.MethodPost, path: "/v1/audio/speech", body: body, idempotent: true,
+	return &spec{op: op, method: http.MethodPost, path: "/v1/audio/speech", body: body, idempotent: true,
 		guarded: true, retries: true, text: req.Input, opts: opts}, nil
 }
 
 // Speech is OpenAI's speech endpoint with stream_format "audio", read whole: the file in
 // ResponseFormat (mp3 by default). Fallback audio applies as in Synthesize.
 func (c *Client) Speech(ctx context.Context, req *SpeechRequest, opts ...CallOption) (*Audio, error) {
-	s, err := c.speechSpec(req, "audio", opts)
+	s, err := c.speechSpec("speech", req, "audio", opts)
 	if err != nil {
 		return nil, err
 	}
-	s.op = "speech"
-	return c.audioCall(ctx, s)
+	return c.audioCall(ctx, s, true)
 }
 
 // SpeechAudio is Speech as a stream of bytes (an AudioStream, bounded memory).
 func (c *Client) SpeechAudio(ctx context.Context, req *SpeechRequest, opts ...CallOption) (*AudioStream, error) {
-	s, err := c.speechSpec(req, "audio", opts)
+	s, err := c.speechSpec("speech_audio", req, "audio", opts)
 	if err != nil {
 		return nil, err
 	}
-	s.op = "speech_audio"
 	return c.audioStream(ctx, s)
 }
 
@@ -82,49 +77,25 @@ type SpeechUsage struct {
 // SpeechStream reads OpenAI's stream_format "sse": speech.audio.delta events (bytes of
 // the ResponseFormat stream, in order) and one speech.audio.done with the usage.
 type SpeechStream struct {
-	cl     *call
-	a      *attempt
-	dec    SSEDecoder
-	queue  []SSEEvent
-	qi     int
-	buf    []byte
-	first  []byte
-	delta  []byte
-	usage  *SpeechUsage
-	err    error
-	ended  atomic.Bool
-	bytes  int64
-	events int
-	mu     sync.Mutex
+	sseCall
+	first []byte
+	delta []byte
+	usage *SpeechUsage
 }
 
 // SpeechStream starts OpenAI's SSE stream (stream_format "sse"): it returns once the first
 // delta arrived, retrying until then; nothing is retried after.
 func (c *Client) SpeechStream(ctx context.Context, req *SpeechRequest, opts ...CallOption) (*SpeechStream, error) {
-	s, err := c.speechSpec(req, "sse", opts)
+	s, err := c.speechSpec("speech_stream", req, "sse", opts)
 	if err != nil {
 		return nil, err
 	}
-	s.op, s.accept = "speech_stream", "text/event-stream"
-	cl, err := c.newCall(ctx, s)
+	st := &SpeechStream{}
+	err = c.openSSE(ctx, s, &st.sseCall, func() (err error) {
+		st.first, err = st.read()
+		return err
+	})
 	if err != nil {
-		return nil, err
-	}
-	st := &SpeechStream{cl: cl, buf: make([]byte, 32<<10)}
-	s.handle = func(a *attempt) error {
-		if st.a != nil {
-			st.a.close()
-		}
-		st.a, st.dec, st.queue, st.qi = a, SSEDecoder{}, st.queue[:0], 0
-		delta, err := st.read()
-		if err != nil {
-			return err
-		}
-		st.first = delta
-		return nil
-	}
-	if _, err := cl.run(); err != nil {
-		cl.finish(err, -1, false)
 		return nil, err
 	}
 	return st, nil
@@ -145,45 +116,31 @@ func (s *SpeechStream) read() ([]byte, error) {
 		return nil, &ProtocolError{Msg: fmt.Sprintf("expected text/event-stream, got %q", ct)}
 	}
 	for {
-		for s.qi < len(s.queue) {
-			raw := s.queue[s.qi]
-			s.qi++
-			var ev speechEvent
-			if err := json.Unmarshal([]byte(raw.Data), &ev); err != nil {
-				return nil, &ProtocolError{Msg: "malformed speech event: " + err.Error(), RequestID: s.cl.id}
-			}
-			switch ev.Type {
-			case "speech.audio.delta":
-				return ev.Audio, nil
-			case "speech.audio.done":
-				if ev.Usage == nil {
-					return nil, &ProtocolError{Msg: "speech.audio.done without usage", RequestID: s.cl.id}
-				}
-				s.usage = ev.Usage
-				return nil, nil
-			}
-			if ev.Error != nil {
-				apiErr, _ := parseErrorBody([]byte(raw.Data))
-				if apiErr == nil {
-					apiErr = &APIError{Message: ev.Error.Message}
-				}
-				apiErr.InStream, apiErr.StatusCode = true, statusOfType[apiErr.Type]
-				return nil, apiErr
-			}
-		}
-		s.queue, s.qi = s.queue[:0], 0
-		n, err := s.a.body.Read(s.buf)
-		if n > 0 {
-			var derr error
-			if s.queue, derr = s.dec.Append(s.queue, s.buf[:n]); derr != nil {
-				return nil, derr
-			}
-		}
-		if err == io.EOF && len(s.queue) == 0 {
-			return nil, &TransportError{Op: s.cl.name(), Endpoint: s.a.ep.display, RequestSent: true, RequestID: s.cl.id, Err: io.ErrUnexpectedEOF}
-		}
-		if err != nil && err != io.EOF {
+		raw, err := s.next()
+		if err != nil {
 			return nil, err
+		}
+		var ev speechEvent
+		if err := json.Unmarshal([]byte(raw.Data), &ev); err != nil {
+			return nil, &ProtocolError{Msg: "malformed speech event: " + err.Error(), RequestID: s.cl.id}
+		}
+		switch ev.Type {
+		case "speech.audio.delta":
+			return ev.Audio, nil
+		case "speech.audio.done":
+			if ev.Usage == nil {
+				return nil, &ProtocolError{Msg: "speech.audio.done without usage", RequestID: s.cl.id}
+			}
+			s.usage = ev.Usage
+			return nil, nil
+		}
+		if ev.Error != nil {
+			apiErr, _ := parseErrorBody([]byte(raw.Data))
+			if apiErr == nil {
+				apiErr = &APIError{Message: ev.Error.Message}
+			}
+			apiErr.InStream, apiErr.StatusCode = true, statusOfType[apiErr.Type]
+			return nil, apiErr
 		}
 	}
 }
@@ -232,18 +189,5 @@ func (s *SpeechStream) Close() error {
 }
 
 func (s *SpeechStream) end(err error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.ended.Load() {
-		return
-	}
-	s.ended.Store(true)
-	if err != nil && !isCallerCancel(err) && s.events > 0 {
-		err = &StreamInterruptedError{BytesReceived: s.bytes, ChunksReceived: s.events, RequestID: s.cl.id, Err: err}
-	}
-	s.err = err
-	if s.a != nil {
-		s.a.close()
-	}
-	s.cl.finish(err, -1, false)
+	s.stop(err, s.events, func(err error) { s.cl.finish(err, -1, false) })
 }

@@ -158,16 +158,32 @@ func TestMalformedEventsAreProtocolErrors(t *testing.T) {
 	}
 }
 
-// blockingStream sends one audio event, then waits for the client to go away and reports
-// it on gone.
-func blockingStream(gone chan<- struct{}) http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) {
+// blockedStream is a Stream whose server sent one audio event and then waits for the
+// client to go away: gone is closed when it has.
+type blockedStream struct {
+	s    *Stream
+	c    *Client
+	sink *logSink
+	url  string
+	gone <-chan struct{}
+}
+
+func openBlockedStream(ctx context.Context, t *testing.T) blockedStream {
+	t.Helper()
+	gone := make(chan struct{})
+	srv := newScript(t, func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/event-stream")
 		io.WriteString(w, audioEvent(0, testPCM))
 		w.(http.Flusher).Flush()
 		<-r.Context().Done() // the connection closed
 		close(gone)
+	})
+	c, _, sink := testClient(t, []string{srv.srv.URL})
+	s, err := c.Stream(ctx, hello())
+	if err != nil {
+		t.Fatal(err)
 	}
+	return blockedStream{s: s, c: c, sink: sink, url: srv.srv.URL, gone: gone}
 }
 
 func waitClosed(t *testing.T, gone <-chan struct{}) {
@@ -180,14 +196,9 @@ func waitClosed(t *testing.T, gone <-chan struct{}) {
 }
 
 func TestContextCancellationEndsAStreamAndClosesTheConnection(t *testing.T) {
-	gone := make(chan struct{})
-	srv := newScript(t, blockingStream(gone))
-	c, _, sink := testClient(t, []string{srv.srv.URL})
 	ctx, cancel := context.WithCancel(context.Background())
-	s, err := c.Stream(ctx, hello())
-	if err != nil {
-		t.Fatal(err)
-	}
+	b := openBlockedStream(ctx, t)
+	s := b.s
 	defer s.Close()
 	if !s.Next() {
 		t.Fatal(s.Err())
@@ -199,26 +210,21 @@ func TestContextCancellationEndsAStreamAndClosesTheConnection(t *testing.T) {
 	if !errors.Is(s.Err(), context.Canceled) || errors.Is(s.Err(), ErrStreamInterrupted) {
 		t.Fatalf("got %v", s.Err())
 	}
-	waitClosed(t, gone)
-	if rec := sink.Records()[0]; rec.Attrs["outcome"] != "cancelled" {
+	waitClosed(t, b.gone)
+	if rec := b.sink.Records()[0]; rec.Attrs["outcome"] != "cancelled" {
 		t.Fatalf("record %+v", rec)
 	}
-	if st := c.BreakerStates()[srv.srv.URL]; st != BreakerClosed {
+	if st := b.c.BreakerStates()[b.url]; st != BreakerClosed {
 		t.Fatal("a cancel counted against the breaker")
 	}
 }
 
 func TestClosingAStreamEarlyClosesTheConnection(t *testing.T) {
-	gone := make(chan struct{})
-	srv := newScript(t, blockingStream(gone))
-	c, _, _ := testClient(t, []string{srv.srv.URL})
-	s, err := c.Stream(context.Background(), hello())
-	if err != nil {
-		t.Fatal(err)
-	}
+	b := openBlockedStream(context.Background(), t)
+	s := b.s
 	s.Next()
 	s.Close()
-	waitClosed(t, gone)
+	waitClosed(t, b.gone)
 	if s.Next() || s.Err() != nil {
 		t.Fatal(s.Err())
 	}
@@ -409,13 +415,8 @@ func TestOneLogRecordPerCallWithoutTextOrKey(t *testing.T) {
 }
 
 func TestCloseFromAnotherGoroutineUnblocksNext(t *testing.T) {
-	gone := make(chan struct{})
-	srv := newScript(t, blockingStream(gone))
-	c, _, _ := testClient(t, []string{srv.srv.URL})
-	s, err := c.Stream(context.Background(), hello())
-	if err != nil {
-		t.Fatal(err)
-	}
+	b := openBlockedStream(context.Background(), t)
+	s := b.s
 	s.Next() // the first chunk
 	ended := make(chan bool)
 	go func() { ended <- s.Next() }() // blocks: the server sends nothing more
@@ -423,5 +424,5 @@ func TestCloseFromAnotherGoroutineUnblocksNext(t *testing.T) {
 	if <-ended {
 		t.Fatal("an event after Close")
 	}
-	waitClosed(t, gone)
+	waitClosed(t, b.gone)
 }

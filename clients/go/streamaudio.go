@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"io"
-	"net/http"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -50,12 +49,11 @@ func (c *Client) StreamAudio(ctx context.Context, req *TTSRequest, opts ...CallO
 		r.Format = "wav"
 		req = &r
 	}
-	body, err := c.ttsBody(req, true)
+	s, err := c.ttsSpec("stream_audio", req, true, opts)
 	if err != nil {
 		return nil, err
 	}
-	s := &spec{op: "stream_audio", method: http.MethodPost, path: "/v1/tts?stream=true", body: body,
-		accept: formatTypes[req.Format], idempotent: true, guarded: true, retries: true, text: req.Text, opts: opts}
+	s.accept = formatTypes[req.Format]
 	return c.audioStream(ctx, s)
 }
 
@@ -88,20 +86,18 @@ func (c *Client) audioStream(ctx context.Context, s *spec) (*AudioStream, error)
 	}
 	a, err := cl.run()
 	if err != nil {
-		fb, ferr := c.FallbackFor(ctx, err)
-		if fb != nil {
-			cl.finish(ferr, fb.DurationMS, true)
-			close(as.finished)
-			as.Format, as.SampleRate, as.Fallback = fb.Format, fb.SampleRate, true
-			as.ContentType = formatTypes[fb.Format]
-			as.r = bytes.NewReader(fb.Data)
-			return as, ferr
+		fb, ferr := cl.fail(err, true)
+		if fb == nil {
+			return nil, ferr
 		}
-		cl.finish(ferr, -1, false)
-		return nil, ferr
+		close(as.finished)
+		as.Format, as.SampleRate, as.Fallback = fb.Format, fb.SampleRate, true
+		as.ContentType = formatTypes[fb.Format]
+		as.r = bytes.NewReader(fb.Data)
+		return as, ferr
 	}
 	h := a.resp.Header
-	as.a, as.pipe, as.r = a, newRingPipe(c.streamBuf), nil
+	as.a, as.pipe = a, newRingPipe(c.streamBuf)
 	as.r = as.pipe
 	as.ContentType, as.Format = h.Get("Content-Type"), formatOf(h.Get("Content-Type"), "")
 	as.SampleRate, _ = strconv.Atoi(h.Get("X-Sample-Rate"))

@@ -9,8 +9,6 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
-	"sync"
-	"sync/atomic"
 )
 
 // Audio is a whole audio file.
@@ -48,7 +46,9 @@ var formatTypes = map[string]string{
 	"flac": "audio/flac", "aac": "audio/aac",
 }
 
-func (c *Client) ttsBody(req *TTSRequest, stream bool) ([]byte, error) {
+// ttsSpec is the call of POST /v1/tts for req, validated first (unless turned off); stream
+// adds the stream flag to the body and the query.
+func (c *Client) ttsSpec(op string, req *TTSRequest, stream bool, opts []CallOption) (*spec, error) {
 	if req == nil {
 		return nil, &ValidationError{"text", "missing_field", "the request is nil"}
 	}
@@ -57,7 +57,16 @@ func (c *Client) ttsBody(req *TTSRequest, stream bool) ([]byte, error) {
 			return nil, err
 		}
 	}
-	return jsonBody(wireTTS{TTSRequest: req, Stream: stream})
+	body, err := jsonBody(wireTTS{TTSRequest: req, Stream: stream})
+	if err != nil {
+		return nil, err
+	}
+	path := "/v1/tts"
+	if stream {
+		path += "?stream=true"
+	}
+	return &spec{op: op, method: http.MethodPost, path: path, body: body, idempotent: true, guarded: true,
+		retries: true, text: req.Text, opts: opts}, nil
 }
 
 // Synthesize turns req into one audio file (req.Format, default WAV), retrying per the
@@ -65,45 +74,28 @@ func (c *Client) ttsBody(req *TTSRequest, stream bool) ([]byte, error) {
 // fallback (Audio.Fallback) together with a *FallbackError: errors.Is(err,
 // ErrFallbackUsed) means the audio is usable.
 func (c *Client) Synthesize(ctx context.Context, req *TTSRequest, opts ...CallOption) (*Audio, error) {
-	body, err := c.ttsBody(req, false)
+	s, err := c.ttsSpec("synthesize", req, false, opts)
 	if err != nil {
 		return nil, err
 	}
-	s := &spec{op: "synthesize", method: http.MethodPost, path: "/v1/tts", body: body,
-		idempotent: true, guarded: true, retries: true, text: req.Text, opts: opts}
-	if ct, ok := formatTypes[req.Format]; ok {
-		s.accept = ct
-	}
-	return c.audioCall(ctx, s)
+	s.accept = formatTypes[req.Format] // none for an unknown format
+	return c.audioCall(ctx, s, true)
 }
 
-// audioCall runs a call whose answer is a whole audio file; fallback and log included.
-func (c *Client) audioCall(ctx context.Context, s *spec) (*Audio, error) {
-	cl, err := c.newCall(ctx, s)
-	if err != nil {
-		return nil, err
-	}
+// audioCall runs a call whose answer is a whole audio file, and logs it; with fallback, the
+// fallback audio answers the failures it may answer (as call.fail says).
+func (c *Client) audioCall(ctx context.Context, s *spec, fallback bool) (*Audio, error) {
 	var audio *Audio
-	s.handle = func(a *attempt) error {
-		data, rerr := readAll(a)
-		if rerr != nil {
-			return rerr
+	fb, err := c.wholeCall(ctx, s, fallback, func(a *attempt, data []byte) (int64, error) {
+		var err error
+		if audio, err = audioOf(a, data); err != nil {
+			return -1, err
 		}
-		audio, rerr = audioOf(a, data)
-		return rerr
-	}
-	a, err := cl.run()
+		return audio.DurationMS, nil
+	})
 	if err != nil {
-		fb, ferr := c.FallbackFor(ctx, err)
-		if fb != nil {
-			cl.finish(ferr, fb.DurationMS, true)
-			return fb, ferr
-		}
-		cl.finish(ferr, -1, false)
-		return nil, ferr
+		return fb, err
 	}
-	a.close()
-	cl.finish(nil, audio.DurationMS, false)
 	return audio, nil
 }
 
@@ -140,28 +132,16 @@ func (c *Client) Stream(ctx context.Context, req *TTSRequest, opts ...CallOption
 		r.Format = "" // SSE carries PCM; a format would only be listed as ignored
 		req = &r
 	}
-	body, err := c.ttsBody(req, true)
+	s, err := c.ttsSpec("stream", req, true, opts)
 	if err != nil {
 		return nil, err
 	}
-	s := &spec{op: "stream", method: http.MethodPost, path: "/v1/tts?stream=true", body: body,
-		accept: "text/event-stream", idempotent: true, guarded: true, retries: true, text: req.Text, opts: opts}
-	cl, err := c.newCall(ctx, s)
+	st := &Stream{}
+	err = c.openSSE(ctx, s, &st.sseCall, func() (err error) {
+		st.first, err = st.read()
+		return err
+	})
 	if err != nil {
-		return nil, err
-	}
-	st := &Stream{cl: cl, buf: make([]byte, 32<<10)}
-	s.handle = func(a *attempt) error {
-		st.reset(a)
-		ev, err := st.read()
-		if err != nil {
-			return err
-		}
-		st.first = ev
-		return nil
-	}
-	if _, err := cl.run(); err != nil {
-		cl.finish(err, -1, false)
 		return nil, err
 	}
 	return st, nil
@@ -169,71 +149,35 @@ func (c *Client) Stream(ctx context.Context, req *TTSRequest, opts ...CallOption
 
 // Stream is a stream of events; read it with Next and Event (or Events), then check Err.
 type Stream struct {
-	cl      *call
-	a       *attempt
-	dec     SSEDecoder
-	queue   []SSEEvent
-	qi      int
-	buf     []byte
-	first   Event
-	cur     Event
-	done    *Done
-	err     error
-	ended   atomic.Bool
-	bytes   int64
-	chunks  int
-	events  int
-	closeMu sync.Mutex
+	sseCall
+	first  Event
+	cur    Event
+	done   *Done
+	chunks int
 }
 
-func (s *Stream) reset(a *attempt) {
-	if s.a != nil {
-		s.a.close()
-	}
-	s.a, s.dec, s.queue, s.qi = a, SSEDecoder{}, s.queue[:0], 0
-}
-
-// read returns the next typed event from the network (nil, io.EOF at the end of the
-// body).
+// read returns the next typed event from the network.
 func (s *Stream) read() (Event, error) {
 	if ct := s.a.resp.Header.Get("Content-Type"); !strings.HasPrefix(ct, "text/event-stream") {
 		return nil, &ProtocolError{Msg: fmt.Sprintf("expected text/event-stream, got %q", ct), RequestID: s.a.resp.Header.Get("X-Request-ID")}
 	}
 	for {
-		for s.qi < len(s.queue) {
-			raw := s.queue[s.qi]
-			s.qi++
-			ev, err := ParseEvent(raw)
-			if err != nil {
-				if api, ok := err.(*APIError); ok {
-					api.Endpoint = s.a.ep.display
-					if api.RequestID == "" {
-						api.RequestID = s.cl.id
-					}
-				}
-				return nil, err
-			}
-			if ev != nil {
-				return ev, nil
-			}
-		}
-		s.queue, s.qi = s.queue[:0], 0
-		n, err := s.a.body.Read(s.buf)
-		if n > 0 {
-			var derr error
-			if s.queue, derr = s.dec.Append(s.queue, s.buf[:n]); derr != nil {
-				return nil, derr
-			}
-		}
-		if err == io.EOF {
-			if len(s.queue) > 0 {
-				continue
-			}
-			return nil, &TransportError{Op: s.cl.name(), Endpoint: s.a.ep.display, RequestSent: true,
-				RequestID: s.cl.id, Err: io.ErrUnexpectedEOF}
-		}
+		raw, err := s.next()
 		if err != nil {
 			return nil, err
+		}
+		ev, err := ParseEvent(raw)
+		if err != nil {
+			if api, ok := err.(*APIError); ok {
+				api.Endpoint = s.a.ep.display
+				if api.RequestID == "" {
+					api.RequestID = s.cl.id
+				}
+			}
+			return nil, err
+		}
+		if ev != nil {
+			return ev, nil
 		}
 	}
 }
@@ -299,28 +243,16 @@ func (s *Stream) Close() error {
 }
 
 func (s *Stream) end(err error) {
-	s.closeMu.Lock()
-	defer s.closeMu.Unlock()
-	if s.ended.Load() {
-		return
-	}
-	s.ended.Store(true)
-	cl := s.cl
-	if err != nil && !isCallerCancel(err) && s.events > 0 {
-		err = &StreamInterruptedError{BytesReceived: s.bytes, ChunksReceived: s.chunks, RequestID: cl.id, Err: err}
-	}
-	s.err = err
-	if s.a != nil {
-		if serverFault(err) {
-			s.a.ep.br.failure(cl.c.clock.Now())
+	s.stop(err, s.chunks, func(err error) {
+		if s.a != nil && serverFault(err) {
+			s.a.ep.br.failure(s.cl.c.clock.Now())
 		}
-		s.a.close()
-	}
-	audioMS := int64(-1)
-	if s.done != nil {
-		audioMS = int64(s.done.AudioDurationMS)
-	}
-	cl.finish(err, audioMS, false, slog.Int64("pcm_bytes", s.bytes), slog.Bool("completed", s.done != nil))
+		audioMS := int64(-1)
+		if s.done != nil {
+			audioMS = int64(s.done.AudioDurationMS)
+		}
+		s.cl.finish(err, audioMS, false, slog.Int64("pcm_bytes", s.bytes), slog.Bool("completed", s.done != nil))
+	})
 }
 
 // WriteWAV reads the rest of the stream into w as a 16-bit WAV file (the exact sizes

@@ -121,14 +121,27 @@ func (v *VoicesService) spec(op, method, path string, body any, idempotent bool,
 	return s, nil
 }
 
+// voicesJSON runs a call of the voice library (as VoicesService.spec builds it) whose JSON
+// answer is a T.
+func voicesJSON[T any](ctx context.Context, v *VoicesService, op, method, path string, body any, idempotent bool, opts []CallOption) (*T, error) {
+	s, err := v.spec(op, method, path, body, idempotent, opts)
+	if err != nil {
+		return nil, err
+	}
+	var out T
+	if err := v.c.doJSON(ctx, s, &out); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
 // List returns the voices usable as TTSRequest.Voice: the built-in OpenAI names, then the
 // saved voices ("seed:N" works too).
 func (v *VoicesService) List(ctx context.Context, opts ...CallOption) ([]Voice, error) {
-	s, _ := v.spec("voices.list", http.MethodGet, "/v1/voices", nil, true, opts)
-	var out struct {
+	out, err := voicesJSON[struct {
 		Data []Voice `json:"data"`
-	}
-	if err := v.c.doJSON(ctx, s, &out); err != nil {
+	}](ctx, v, "voices.list", http.MethodGet, "/v1/voices", nil, true, opts)
+	if err != nil {
 		return nil, err
 	}
 	return out.Data, nil
@@ -140,12 +153,7 @@ func (v *VoicesService) Get(ctx context.Context, name string, opts ...CallOption
 	if err != nil {
 		return nil, err
 	}
-	s, _ := v.spec("voices.get", http.MethodGet, path, nil, true, opts)
-	var out Voice
-	if err := v.c.doJSON(ctx, s, &out); err != nil {
-		return nil, err
-	}
-	return &out, nil
+	return voicesJSON[Voice](ctx, v, "voices.get", http.MethodGet, path, nil, true, opts)
 }
 
 // Create saves a voice (409 voice_exists when the name is taken).
@@ -155,15 +163,7 @@ func (v *VoicesService) Create(ctx context.Context, req *VoiceCreate, opts ...Ca
 			return nil, err
 		}
 	}
-	s, err := v.spec("voices.create", http.MethodPost, "/v1/voices", req, false, opts)
-	if err != nil {
-		return nil, err
-	}
-	var out Voice
-	if err := v.c.doJSON(ctx, s, &out); err != nil {
-		return nil, err
-	}
-	return &out, nil
+	return voicesJSON[Voice](ctx, v, "voices.create", http.MethodPost, "/v1/voices", req, false, opts)
 }
 
 // Update changes a voice's description, language or defaults and returns it as it now is.
@@ -172,15 +172,7 @@ func (v *VoicesService) Update(ctx context.Context, name string, patch VoicePatc
 	if err != nil {
 		return nil, err
 	}
-	s, err := v.spec("voices.update", http.MethodPatch, path, patch, false, opts)
-	if err != nil {
-		return nil, err
-	}
-	var out Voice
-	if err := v.c.doJSON(ctx, s, &out); err != nil {
-		return nil, err
-	}
-	return &out, nil
+	return voicesJSON[Voice](ctx, v, "voices.update", http.MethodPatch, path, patch, false, opts)
 }
 
 // Delete deletes a saved voice.
@@ -216,40 +208,19 @@ func (v *VoicesService) Sample(ctx context.Context, name string, sample SampleOp
 	}
 	s, _ := v.spec("voices.sample", http.MethodGet, path, nil, true, opts)
 	s.text = sample.Text
-	cl, err := v.c.newCall(ctx, s)
-	if err != nil {
-		return nil, err
-	}
-	var audio *Audio
-	s.handle = func(a *attempt) error {
-		data, rerr := readAll(a)
-		if rerr != nil {
-			return rerr
-		}
-		audio, rerr = audioOf(a, data)
-		return rerr
-	}
-	a, err := cl.run()
-	if err != nil {
-		cl.finish(err, -1, false)
-		return nil, err
-	}
-	a.close()
-	cl.finish(nil, audio.DurationMS, false)
-	return audio, nil
+	return v.c.audioCall(ctx, s, false)
 }
 
 // Export returns every saved voice as one document, for Import on any server.
 func (v *VoicesService) Export(ctx context.Context, opts ...CallOption) (*ExportDocument, error) {
-	s, _ := v.spec("voices.export", http.MethodGet, "/v1/voices/export", nil, true, opts)
-	var out ExportDocument
-	if err := v.c.doJSON(ctx, s, &out); err != nil {
+	out, err := voicesJSON[ExportDocument](ctx, v, "voices.export", http.MethodGet, "/v1/voices/export", nil, true, opts)
+	if err != nil {
 		return nil, err
 	}
 	if out.Format != "chattts-server-voices" || out.Voices == nil {
 		return nil, &ProtocolError{Msg: "the answer is not a voice export document"}
 	}
-	return &out, nil
+	return out, nil
 }
 
 // Import imports an Export document, all or nothing; names that exist are skipped, or
@@ -259,13 +230,5 @@ func (v *VoicesService) Import(ctx context.Context, doc *ExportDocument, overwri
 	if overwrite {
 		path = "/v1/voices/import?overwrite=true"
 	}
-	s, err := v.spec("voices.import", http.MethodPost, path, doc, false, opts)
-	if err != nil {
-		return nil, err
-	}
-	var out ImportResult
-	if err := v.c.doJSON(ctx, s, &out); err != nil {
-		return nil, err
-	}
-	return &out, nil
+	return voicesJSON[ImportResult](ctx, v, "voices.import", http.MethodPost, path, doc, false, opts)
 }

@@ -337,17 +337,24 @@ func (w *WAVReader) fill(scratch []byte) {
 	n, err := w.r.Read(scratch)
 	pcm, derr := w.dec.Decode(scratch[:n])
 	w.buf = pcm
+	w.settle(err, derr)
+}
+
+// settle keeps what ended the input after a read: the decoder's error, else at the end of
+// the input the decoder's verdict on it (io.EOF when the file was whole), else the read's
+// error.
+func (w *WAVReader) settle(readErr, decodeErr error) {
 	switch {
-	case derr != nil:
-		w.err = derr
-	case errors.Is(err, io.EOF):
+	case decodeErr != nil:
+		w.err = decodeErr
+	case errors.Is(readErr, io.EOF):
 		if ferr := w.dec.Finish(); ferr != nil {
 			w.err = ferr
 		} else {
 			w.err = io.EOF
 		}
-	case err != nil:
-		w.err = err
+	case readErr != nil:
+		w.err = readErr
 	}
 }
 
@@ -371,18 +378,7 @@ func (w *WAVReader) Read(p []byte) (int, error) {
 		n, err := w.r.Read(p)
 		pcm, derr := w.dec.Decode(p[:n])
 		m := copy(p, pcm) // pcm is a later part of p: shift it to the front
-		switch {
-		case derr != nil:
-			w.err = derr
-		case errors.Is(err, io.EOF):
-			if ferr := w.dec.Finish(); ferr != nil {
-				w.err = ferr
-			} else {
-				w.err = io.EOF
-			}
-		case err != nil:
-			w.err = err
-		}
+		w.settle(err, derr)
 		if m > 0 {
 			return m, nil
 		}
