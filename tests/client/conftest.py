@@ -1,5 +1,6 @@
 """Client tests: scripted fake servers (httpx.MockTransport), a fake clock, and clients of the
-real app — sync over the root conftest's ``live`` loopback server, async in-process (ASGI)."""
+real app — sync over the root conftest's ``live`` loopback server, async in-process (ASGI), and
+``secure``, one that wants mTLS and an API key, with its ``certs`` (``tests/securetool.py``)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import pytest
 
 from chattts_server.client import AsyncClient, Client, StreamEvent
 from conftest import LiveServer, make_settings, wait_idle
+from securetool import certs, secure  # noqa: F401 (the mTLS + API-key server's fixtures)
 
 
 class FakeClock:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import logging
 import ssl
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -21,29 +20,10 @@ from chattts_server.client import (
     ConnectError,
     TransportError,
 )
-from chattts_server.server import create_app
-from chattts_server.server.main import tls_options
-from conftest import LiveServer, make_settings
+from conftest import LiveServer
+from securetool import KEY
 
-KEY = "sk-client-test-5f0c2d9e"
 WRONG = "sk-wrong-77aa31b0"
-
-
-@pytest.fixture(scope="module")
-def certs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    return make_dev_certs(tmp_path_factory.mktemp("client-certs"))
-
-
-@pytest.fixture(scope="module")
-def secure(engine: object, certs: dict[str, Path]) -> Iterator[LiveServer]:
-    settings = make_settings(
-        api_keys=[KEY],
-        tls_cert=certs["server"],
-        tls_key=certs["server_key"],
-        tls_client_ca=certs["ca"],
-    )
-    with LiveServer(create_app(settings, engine), **tls_options(settings)) as srv:
-        yield srv
 
 
 def tls(certs: dict[str, Path]) -> dict[str, Path]:

@@ -12,24 +12,20 @@ import os
 import subprocess
 import uuid
 import wave
-from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from chattts_server.certs import make_dev_certs
 from chattts_server.client import AudioChunk, Client
-from chattts_server.server import create_app
-from chattts_server.server.main import tls_options
-from conftest import LiveServer, make_settings, wait_idle
+from conftest import LiveServer, wait_idle
 from gotool import require_go
+from securetool import KEY
 
 pytestmark = pytest.mark.slow
 
 MODULE = Path(__file__).resolve().parents[2] / "clients" / "go"
-KEY = "sk-go-client-3b7e1d90"
 TEXT = "Hello world. 你好，世界。"  # the Go tests' itText
 PLAIN = [
     "TestIntegration_HealthAndReadiness",
@@ -89,23 +85,6 @@ def pcm_of(data: bytes) -> tuple[int, bytes]:
     with wave.open(io.BytesIO(data)) as w:
         assert (w.getnchannels(), w.getsampwidth()) == (1, 2)
         return w.getframerate(), w.readframes(w.getnframes())
-
-
-@pytest.fixture(scope="module")
-def certs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    return make_dev_certs(tmp_path_factory.mktemp("go-certs"))
-
-
-@pytest.fixture(scope="module")
-def secure(engine: object, certs: dict[str, Path]) -> Iterator[LiveServer]:
-    settings = make_settings(
-        api_keys=[KEY],
-        tls_cert=certs["server"],
-        tls_key=certs["server_key"],
-        tls_client_ca=certs["ca"],
-    )
-    with LiveServer(create_app(settings, engine), **tls_options(settings)) as srv:
-        yield srv
 
 
 def secure_env(secure: LiveServer, certs: dict[str, Path]) -> dict[str, str]:
