@@ -47,6 +47,8 @@ type Client struct {
 	logger    *slog.Logger
 	fallback  *fallbackSource
 	streamBuf int
+	maxAudio  int64 // bounds of whole answers
+	maxJSON   int64
 	validate  bool
 	clock     clock
 	rand      func() float64
@@ -81,6 +83,8 @@ func New(baseURL string, opts ...Option) (*Client, error) {
 		logger:    cfg.logger,
 		fallback:  cfg.fallback,
 		streamBuf: cfg.streamBuffer,
+		maxAudio:  cfg.maxAudio,
+		maxJSON:   cfg.maxJSON,
 		validate:  !cfg.noValidate,
 		clock:     cfg.clock,
 		rand:      cfg.rand,
@@ -633,12 +637,23 @@ func (cl *call) fail(err error, fallback bool) (*Audio, error) {
 
 // --- whole-body calls -------------------------------------------------------------------
 
-// wholeCall runs a call whose answer is read whole, and logs it. keep gets each successful
-// answer inside the retry loop (its error is retried like the attempt's own, so it should
-// only check and keep the answer) and returns the audio duration to log (-1: none). On
-// failure, with fallback, the fallback audio may answer: it is returned with its
+// Bounds of a whole answer (WithMaxResponseBytes): audio files, and JSON documents.
+const (
+	DefaultMaxAudioBytes = 64 << 20
+	DefaultMaxJSONBytes  = 16 << 20
+)
+
+// initialRead is the most readLimited allocates before bytes arrive, whatever the answer's
+// Content-Length claims.
+const initialRead = 64 << 10
+
+// wholeCall runs a call whose answer is read whole (at most limit bytes), and logs it.
+// keep gets each successful answer inside the retry loop (its error is retried like the
+// attempt's own, so it should only check and keep the answer: a malformed answer is a
+// failed attempt, logged and counted as such) and returns the audio duration to log (-1:
+// none). On failure, with fallback, the fallback audio may answer: it is returned with its
 // *FallbackError (see call.fail); the audio is nil otherwise.
-func (c *Client) wholeCall(ctx context.Context, s *spec, fallback bool,
+func (c *Client) wholeCall(ctx context.Context, s *spec, limit int64, fallback bool,
 	keep func(a *attempt, data []byte) (audioMS int64, err error)) (*Audio, error) {
 	cl, err := c.newCall(ctx, s)
 	if err != nil {
@@ -646,7 +661,7 @@ func (c *Client) wholeCall(ctx context.Context, s *spec, fallback bool,
 	}
 	audioMS := int64(-1)
 	s.handle = func(a *attempt) error {
-		data, rerr := readAll(a)
+		data, rerr := a.readAll(limit)
 		if rerr != nil {
 			return rerr
 		}
@@ -662,33 +677,114 @@ func (c *Client) wholeCall(ctx context.Context, s *spec, fallback bool,
 	return nil, nil
 }
 
-// readAll reads a whole answer, sized by its Content-Length when it gives one.
-func readAll(a *attempt) ([]byte, error) {
-	if n := a.resp.ContentLength; n > 0 && n <= 1<<30 {
-		buf := bytes.NewBuffer(make([]byte, 0, n+1))
-		_, err := buf.ReadFrom(a.body)
-		return buf.Bytes(), err
+// readAll reads a whole answer of at most limit bytes (a *ResponseTooLargeError beyond).
+func (a *attempt) readAll(limit int64) ([]byte, error) {
+	n := a.resp.ContentLength
+	if n > limit {
+		return nil, a.tooLarge(limit)
 	}
-	return io.ReadAll(a.body)
+	data, err := readLimited(a.body, n, limit)
+	if errors.Is(err, errTooLarge) {
+		return nil, a.tooLarge(limit)
+	}
+	return data, err
 }
 
-// doJSON runs a call with a JSON answer decoded into out (nil: ignore the body). s.opts
-// are set by the caller.
+func (a *attempt) tooLarge(limit int64) error {
+	return &ResponseTooLargeError{Op: a.cl.name(), Endpoint: a.ep.display, Limit: limit,
+		ContentLength: a.resp.ContentLength, RequestID: a.requestID()}
+}
+
+// errTooLarge: readLimited found more than its limit.
+var errTooLarge = errors.New("chattts: more than the limit")
+
+// readLimited reads r to its end, at most limit bytes (errTooLarge beyond). It allocates
+// no more than initialRead (or contentLength+1, when smaller) up front and grows as bytes
+// arrive, never past limit+1: a claimed Content-Length reserves nothing.
+func readLimited(r io.Reader, contentLength, limit int64) ([]byte, error) {
+	size := int64(initialRead)
+	if contentLength >= 0 && contentLength < size {
+		size = contentLength + 1 // room to see the end without growing
+	}
+	buf := make([]byte, 0, min(size, limit+1))
+	for {
+		if len(buf) == cap(buf) {
+			if int64(len(buf)) > limit {
+				return nil, errTooLarge
+			}
+			grown := make([]byte, len(buf), min(2*int64(cap(buf))+512, limit+1))
+			copy(grown, buf)
+			buf = grown
+		}
+		n, err := r.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+n]
+		if int64(len(buf)) > limit {
+			return nil, errTooLarge
+		}
+		if err == io.EOF {
+			return buf, nil
+		}
+		if err != nil {
+			return buf, err
+		}
+	}
+}
+
+// requestID is the id the server gave the answer (X-Request-ID), else the call's.
+func (a *attempt) requestID() string {
+	if id := a.resp.Header.Get("X-Request-ID"); id != "" {
+		return id
+	}
+	return a.cl.id
+}
+
+// mediaType is a Content-Type's media type, lower-cased (media types are
+// case-insensitive), without its parameters.
+func mediaType(contentType string) string {
+	mt, _, _ := strings.Cut(contentType, ";")
+	return strings.ToLower(strings.TrimSpace(mt))
+}
+
+// expectType checks the answer's media type: want exactly, or any subtype of a want that
+// ends in "/" ("audio/"). A *ProtocolError otherwise.
+func (a *attempt) expectType(want string) error {
+	ct := a.resp.Header.Get("Content-Type")
+	mt := mediaType(ct)
+	ok := mt == want
+	if strings.HasSuffix(want, "/") {
+		ok = len(mt) > len(want) && strings.HasPrefix(mt, want)
+	}
+	if ok {
+		return nil
+	}
+	what := want
+	if strings.HasSuffix(want, "/") {
+		what = strings.TrimSuffix(want, "/")
+	}
+	return &ProtocolError{Msg: fmt.Sprintf("expected %s, got %q", what, ct), RequestID: a.requestID()}
+}
+
+// doJSON runs a call with a JSON answer decoded into out (nil: ignore the body). The answer
+// is decoded inside the attempt: a malformed one (or one out's check refuses) is a
+// *ProtocolError, logged and counted against the breaker as a failure, and not retried.
+// s.opts are set by the caller.
 func (c *Client) doJSON(ctx context.Context, s *spec, out any) error {
-	var resp *http.Response
-	var data []byte
-	_, err := c.wholeCall(ctx, s, false, func(a *attempt, d []byte) (int64, error) {
-		resp, data = a.resp, d
+	_, err := c.wholeCall(ctx, s, c.maxJSON, false, func(a *attempt, data []byte) (int64, error) {
+		if out == nil {
+			return -1, nil
+		}
+		if err := json.Unmarshal(data, out); err != nil {
+			return -1, &ProtocolError{Msg: fmt.Sprintf("%s: malformed JSON answer: %v", a.cl.name(), err),
+				RequestID: a.requestID()}
+		}
+		if ch, ok := out.(interface{ check() error }); ok {
+			if err := ch.check(); err != nil {
+				return -1, &ProtocolError{Msg: fmt.Sprintf("%s: %v", a.cl.name(), err), RequestID: a.requestID()}
+			}
+		}
 		return -1, nil
 	})
-	if err != nil || out == nil {
-		return err
-	}
-	if err := json.Unmarshal(data, out); err != nil {
-		return &ProtocolError{Msg: fmt.Sprintf("%s %s: malformed JSON answer: %v", s.method, s.path, err),
-			RequestID: resp.Header.Get("X-Request-ID")}
-	}
-	return nil
+	return err
 }
 
 func jsonBody(v any) ([]byte, error) {

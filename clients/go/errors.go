@@ -28,6 +28,9 @@ var (
 	// ErrProtocol: the answer did not follow the protocol (content type, event payload,
 	// WAV layout).
 	ErrProtocol = errors.New("chattts: protocol error")
+	// ErrResponseTooLarge: a whole answer exceeded the client's bound (WithMaxResponseBytes;
+	// see *ResponseTooLargeError).
+	ErrResponseTooLarge = errors.New("chattts: response too large")
 )
 
 // APIError is the server's error body ({"error": {...}}) with the HTTP status. An error
@@ -180,6 +183,35 @@ func (e *ProtocolError) Error() string {
 
 // Is makes errors.Is(err, ErrProtocol) true.
 func (e *ProtocolError) Is(target error) bool { return target == ErrProtocol }
+
+// ResponseTooLargeError: a whole answer (an audio file, a JSON document) was larger than
+// the client's bound (WithMaxResponseBytes). It is not retried, and not counted against
+// the breaker: the server answered.
+type ResponseTooLargeError struct {
+	Op       string // "POST /v1/tts"
+	Endpoint string
+	// Limit is the bound in bytes.
+	Limit int64
+	// ContentLength is what the answer announced (-1: it did not; it then sent more than
+	// Limit bytes).
+	ContentLength int64
+	RequestID     string
+}
+
+func (e *ResponseTooLargeError) Error() string {
+	size := "more than the limit"
+	if e.ContentLength >= 0 {
+		size = fmt.Sprintf("%d bytes", e.ContentLength)
+	}
+	msg := fmt.Sprintf("chattts: %s %s: the answer is too large: %s, the limit is %d bytes", e.Op, e.Endpoint, size, e.Limit)
+	if e.RequestID != "" {
+		msg += " (request_id=" + e.RequestID + ")"
+	}
+	return msg
+}
+
+// Is makes errors.Is(err, ErrResponseTooLarge) true.
+func (e *ResponseTooLargeError) Is(target error) bool { return target == ErrResponseTooLarge }
 
 // budgetError joins ErrRetryBudgetExhausted with the error that was not retried.
 type budgetError struct{ err error }

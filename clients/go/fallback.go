@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"mime"
 	"net/http"
 	"os"
@@ -107,7 +106,15 @@ func (c *Client) fetchFallback(ctx context.Context, url string) ([]byte, string,
 	if resp.StatusCode != http.StatusOK {
 		return nil, "", fmt.Errorf("GET fallback: HTTP %d", resp.StatusCode)
 	}
-	data, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
+	tooLarge := &ResponseTooLargeError{Op: "GET fallback", Endpoint: req.URL.Redacted(), Limit: c.maxAudio,
+		ContentLength: resp.ContentLength}
+	if resp.ContentLength > c.maxAudio {
+		return nil, "", tooLarge
+	}
+	data, err := readLimited(resp.Body, resp.ContentLength, c.maxAudio)
+	if errors.Is(err, errTooLarge) {
+		return nil, "", tooLarge
+	}
 	return data, formatOf(resp.Header.Get("Content-Type"), req.URL.Path), err
 }
 

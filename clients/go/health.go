@@ -32,12 +32,12 @@ func (c *Client) health(ctx context.Context, path string, opts []CallOption) (*H
 	s := &spec{op: "health", method: http.MethodGet, path: path, idempotent: true,
 		answers: func(code int) bool { return code == http.StatusServiceUnavailable }, opts: opts}
 	var h Health
-	_, err := c.wholeCall(ctx, s, false, func(a *attempt, data []byte) (int64, error) {
+	_, err := c.wholeCall(ctx, s, c.maxJSON, false, func(a *attempt, data []byte) (int64, error) {
 		if err := json.Unmarshal(data, &h); err != nil || h.Status == "" {
 			if a.resp.StatusCode != http.StatusOK {
 				return -1, a.cl.statusError(a.ep, a.resp, data)
 			}
-			return -1, &ProtocolError{Msg: "malformed health status", RequestID: a.cl.id}
+			return -1, &ProtocolError{Msg: "malformed health status", RequestID: a.requestID()}
 		}
 		h.Ready, h.Endpoint = a.resp.StatusCode == http.StatusOK, a.ep.display
 		return -1, nil

@@ -3,7 +3,6 @@ package chattts
 import (
 	"context"
 	"encoding/json"
-	"fmt"
 	"net/http"
 	"strings"
 )
@@ -75,25 +74,37 @@ type SpeechUsage struct {
 }
 
 // SpeechStream reads OpenAI's stream_format "sse": speech.audio.delta events (bytes of
-// the ResponseFormat stream, in order) and one speech.audio.done with the usage.
+// the ResponseFormat stream, in order) and one speech.audio.done with the usage. It ends
+// as Stream does: a failure after audio reached the caller, a delta without audio
+// (a *ProtocolError) and a stream that ends without speech.audio.done all end it with a
+// *StreamInterruptedError. Close may be called from another goroutine.
 type SpeechStream struct {
 	sseCall
-	first []byte
-	delta []byte
-	usage *SpeechUsage
+	first   []byte
+	pending bool // first is the first delta, not yet delivered
+	delta   []byte
+	usage   *SpeechUsage // under mu
 }
 
 // SpeechStream starts OpenAI's SSE stream (stream_format "sse"): it returns once the first
-// delta arrived, retrying until then; nothing is retried after.
+// event arrived, retrying until then; nothing is retried after.
 func (c *Client) SpeechStream(ctx context.Context, req *SpeechRequest, opts ...CallOption) (*SpeechStream, error) {
 	s, err := c.speechSpec("speech_stream", req, "sse", opts)
 	if err != nil {
 		return nil, err
 	}
 	st := &SpeechStream{}
-	err = c.openSSE(ctx, s, &st.sseCall, func() (err error) {
-		st.first, err = st.read()
-		return err
+	err = c.openSSE(ctx, s, &st.sseCall, "audio_bytes", func() error {
+		delta, usage, err := st.read()
+		switch {
+		case err != nil:
+			return err
+		case usage != nil: // done at once: a stream without audio
+			st.complete(func() { st.usage = usage })
+		default:
+			st.first, st.pending = delta, true
+		}
+		return nil
 	})
 	if err != nil {
 		return nil, err
@@ -103,36 +114,35 @@ func (c *Client) SpeechStream(ctx context.Context, req *SpeechRequest, opts ...C
 
 type speechEvent struct {
 	Type  string       `json:"type"`
-	Audio []byte       `json:"audio"`
+	Audio *[]byte      `json:"audio"` // nil: null or missing
 	Usage *SpeechUsage `json:"usage"`
 	Error *struct {
 		Message string `json:"message"`
 	} `json:"error"`
 }
 
-// read returns the next delta's bytes; (nil, nil) after the done event.
-func (s *SpeechStream) read() ([]byte, error) {
-	if ct := s.a.resp.Header.Get("Content-Type"); !strings.HasPrefix(ct, "text/event-stream") {
-		return nil, &ProtocolError{Msg: fmt.Sprintf("expected text/event-stream, got %q", ct)}
-	}
+// read returns the next delta's bytes, or the usage once speech.audio.done arrived.
+func (s *SpeechStream) read() (delta []byte, usage *SpeechUsage, err error) {
 	for {
 		raw, err := s.next()
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		var ev speechEvent
 		if err := json.Unmarshal([]byte(raw.Data), &ev); err != nil {
-			return nil, &ProtocolError{Msg: "malformed speech event: " + err.Error(), RequestID: s.cl.id}
+			return nil, nil, s.annotate(&ProtocolError{Msg: "malformed speech event: " + err.Error()})
 		}
 		switch ev.Type {
 		case "speech.audio.delta":
-			return ev.Audio, nil
+			if ev.Audio == nil {
+				return nil, nil, s.annotate(&ProtocolError{Msg: "speech.audio.delta without audio"})
+			}
+			return *ev.Audio, nil, nil
 		case "speech.audio.done":
 			if ev.Usage == nil {
-				return nil, &ProtocolError{Msg: "speech.audio.done without usage", RequestID: s.cl.id}
+				return nil, nil, s.annotate(&ProtocolError{Msg: "speech.audio.done without usage"})
 			}
-			s.usage = ev.Usage
-			return nil, nil
+			return nil, ev.Usage, nil
 		}
 		if ev.Error != nil {
 			apiErr, _ := parseErrorBody([]byte(raw.Data))
@@ -140,7 +150,7 @@ func (s *SpeechStream) read() ([]byte, error) {
 				apiErr = &APIError{Message: ev.Error.Message}
 			}
 			apiErr.InStream, apiErr.StatusCode = true, statusOfType[apiErr.Type]
-			return nil, apiErr
+			return nil, nil, s.annotate(apiErr)
 		}
 	}
 }
@@ -150,25 +160,28 @@ func (s *SpeechStream) Next() bool {
 	if s.ended.Load() {
 		return false
 	}
-	delta := s.first
-	s.first = nil
-	if delta == nil {
-		if s.usage != nil {
-			s.end(nil)
+	delta, ok := s.first, s.pending
+	s.first, s.pending = nil, false
+	if !ok {
+		if s.isCompleted() {
+			s.endCompleted()
 			return false
 		}
+		var usage *SpeechUsage
 		var err error
-		if delta, err = s.read(); err != nil {
+		if delta, usage, err = s.read(); err != nil {
 			s.end(err)
 			return false
 		}
-		if delta == nil { // done
-			s.end(nil)
+		if usage != nil {
+			s.complete(func() { s.usage = usage })
+			s.endCompleted()
 			return false
 		}
 	}
-	s.events++
-	s.bytes += int64(len(delta))
+	if !s.deliver(true, len(delta), nil) {
+		return false
+	}
 	s.delta = delta
 	return true
 }
@@ -177,17 +190,21 @@ func (s *SpeechStream) Next() bool {
 func (s *SpeechStream) Delta() []byte { return s.delta }
 
 // Usage is the done event's usage, once the stream completed.
-func (s *SpeechStream) Usage() *SpeechUsage { return s.usage }
+func (s *SpeechStream) Usage() *SpeechUsage {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.usage
+}
 
-// Err is what ended the stream (nil when it completed).
-func (s *SpeechStream) Err() error { return s.err }
+// Err is what ended the stream (nil when it completed, or was closed).
+func (s *SpeechStream) Err() error { return s.endErr() }
 
-// Close ends the stream; always call it.
+// RequestID is the id the server logged the stream under.
+func (s *SpeechStream) RequestID() string { return s.cl.id }
+
+// Close ends the stream (closing the connection if it is still open); always call it. It
+// may be called from another goroutine than Next's, and more than once.
 func (s *SpeechStream) Close() error {
 	s.end(nil)
 	return nil
-}
-
-func (s *SpeechStream) end(err error) {
-	s.stop(err, s.events, func(err error) { s.cl.finish(err, -1, false) })
 }

@@ -33,6 +33,8 @@ type config struct {
 	logger         *slog.Logger
 	fallback       *fallbackSource
 	streamBuffer   int
+	maxAudio       int64
+	maxJSON        int64
 	noValidate     bool
 	clock          clock
 	rand           func() float64
@@ -46,6 +48,8 @@ func defaultConfig() *config {
 		breakerN:       5,
 		breakerCool:    30 * time.Second,
 		streamBuffer:   256 << 10,
+		maxAudio:       DefaultMaxAudioBytes,
+		maxJSON:        DefaultMaxJSONBytes,
 		headers:        http.Header{},
 	}
 }
@@ -247,6 +251,22 @@ func WithStreamBuffer(bytes int) Option {
 			return fmt.Errorf("chattts: the stream buffer must be at least 1 KiB")
 		}
 		c.streamBuffer = bytes
+		return nil
+	}
+}
+
+// WithMaxResponseBytes bounds the answers read whole: audio files (Synthesize, Speech,
+// Voices.Sample, a fallback URL; default 64 MiB, about 23 minutes of 24 kHz WAV) and JSON
+// documents (the voice library, health; default 16 MiB). A larger answer fails with a
+// *ResponseTooLargeError (ErrResponseTooLarge) as soon as its Content-Length announces it,
+// or once that many bytes arrived; memory grows with the bytes received, never past the
+// bound. Streams are bounded by WithStreamBuffer instead.
+func WithMaxResponseBytes(audio, json int64) Option {
+	return func(c *config) error {
+		if audio < 1 || json < 1 {
+			return fmt.Errorf("chattts: the response bounds must be at least 1 byte")
+		}
+		c.maxAudio, c.maxJSON = audio, json
 		return nil
 	}
 }

@@ -15,7 +15,10 @@ import (
 // Retried: 429, 502, 503, 504, connection failures and timeouts, and a stream only while
 // none of its audio has reached the caller. A call that changes the voice library
 // (create, update, delete, import) is retried only when the server surely did nothing:
-// the connection could not be opened, or a 429 or 503 (refused before any work).
+// the connection could not be opened, or a 429 or 503 (refused before any work). Never
+// retried: a malformed answer (a *ProtocolError: wrong content type, bad JSON, a bad
+// event; it counts against the breaker) and an answer over the size bounds (a
+// *ResponseTooLargeError).
 //
 // The wait before retry n (0-based) is the server's Retry-After capped at MaxRetryAfter,
 // else "full jitter" backoff: uniform in [0, min(MaxDelay, BaseDelay·2ⁿ)).

@@ -1,6 +1,7 @@
 package chattts
 
 import (
+	"errors"
 	"io"
 	"sync"
 )
@@ -59,7 +60,11 @@ type ringPipe struct {
 	ring     *ring
 	werr     error // set by CloseWithError: what Read returns once drained
 	rclosed  bool  // the reader closed: writes fail
+	aborted  bool  // abort: the buffer is gone, writes fail
 }
+
+// errPipeAborted is what Write returns after abort.
+var errPipeAborted = errors.New("chattts: stream aborted")
 
 func newRingPipe(size int) *ringPipe {
 	p := &ringPipe{ring: newRing(size)}
@@ -68,7 +73,8 @@ func newRingPipe(size int) *ringPipe {
 	return p
 }
 
-// Write blocks until all of b is buffered, or the reader closed (io.ErrClosedPipe).
+// Write blocks until all of b is buffered, the reader closed (io.ErrClosedPipe) or the
+// pipe was aborted (errPipeAborted).
 func (p *ringPipe) Write(b []byte) (int, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -76,6 +82,9 @@ func (p *ringPipe) Write(b []byte) (int, error) {
 	for len(b) > 0 {
 		if p.rclosed {
 			return total, io.ErrClosedPipe
+		}
+		if p.aborted {
+			return total, errPipeAborted
 		}
 		if p.werr != nil {
 			return total, io.ErrClosedPipe
@@ -133,6 +142,18 @@ func (p *ringPipe) closeRead() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.rclosed = true
+	p.canWrite.Broadcast()
+	p.canRead.Broadcast()
+}
+
+// abort ends the pipe at once, whatever the reader does (the stream's context ended):
+// the buffered bytes are dropped and their memory freed, a blocked or later Write fails
+// with errPipeAborted, and Read returns what CloseWithError gives.
+func (p *ringPipe) abort() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.aborted = true
+	p.ring = &ring{} // no buffer: holds nothing, takes nothing
 	p.canWrite.Broadcast()
 	p.canRead.Broadcast()
 }

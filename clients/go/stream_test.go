@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -425,4 +426,72 @@ func TestCloseFromAnotherGoroutineUnblocksNext(t *testing.T) {
 		t.Fatal("an event after Close")
 	}
 	waitClosed(t, b.gone)
+}
+
+// endlessBody is an audio answer that never ends and ignores the request's context (as a
+// stalled connection would): only Close stops it.
+type endlessBody struct {
+	closed chan struct{}
+	once   sync.Once
+}
+
+func (b *endlessBody) Read(p []byte) (int, error) {
+	select {
+	case <-b.closed:
+		return 0, errors.New("read on a closed body")
+	default:
+	}
+	for i := range p {
+		p[i] = byte(i)
+	}
+	return len(p), nil
+}
+
+func (b *endlessBody) Close() error {
+	b.once.Do(func() { close(b.closed) })
+	return nil
+}
+
+type endlessTransport struct{ body *endlessBody }
+
+func (t endlessTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	h := http.Header{}
+	h.Set("Content-Type", "audio/wav")
+	h.Set("X-Sample-Rate", "24000")
+	return &http.Response{StatusCode: 200, Header: h, Body: t.body, ContentLength: -1, Request: r}, nil
+}
+
+// With the ring buffer full and nobody reading, cancelling the context still ends the
+// stream: the pump wakes, the connection closes, the buffer is dropped and the call is
+// logged as cancelled, all without a Read or Close.
+func TestStreamAudioCancelFreesAStalledStream(t *testing.T) {
+	body := &endlessBody{closed: make(chan struct{})}
+	c, _, sink := testClient(t, []string{"http://tts.test"}, WithTransport(endlessTransport{body}), WithStreamBuffer(1024))
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	as, err := c.StreamAudio(ctx, hello())
+	if err != nil {
+		t.Fatal(err)
+	}
+	cancel() // the pump fills the 1 KiB ring and blocks in its Write, whenever it gets there
+	select {
+	case <-as.finished:
+	case <-time.After(20 * time.Second): // a failure guard only: the wake-up is immediate
+		t.Fatal("the stream's goroutine is still blocked after the cancel")
+	}
+	select {
+	case <-body.closed:
+	default:
+		t.Fatal("the connection was left open")
+	}
+	if as.Buffered() != 0 {
+		t.Fatalf("%d bytes still buffered", as.Buffered())
+	}
+	if n, err := as.Read(make([]byte, 10)); n != 0 || !errors.Is(err, context.Canceled) {
+		t.Fatalf("read after cancel: %d, %v", n, err)
+	}
+	if recs := sink.Records(); len(recs) != 1 || recs[0].Attrs["outcome"] != "cancelled" {
+		t.Fatalf("records %+v", recs)
+	}
+	as.Close()
 }

@@ -15,7 +15,9 @@ import (
 // network and Read sits a bounded ring buffer (WithStreamBuffer): when the reader is slow
 // the client stops reading the network, TCP pushes back to the server, and memory stays
 // at the buffer's size. (The server cuts a client that reads nothing for send_timeout_s,
-// 30 s by default.)
+// 30 s by default.) When the context ends, the stream ends at once, even while nobody
+// reads: the connection is closed, the buffered bytes are dropped and Read returns the
+// context's error.
 type AudioStream struct {
 	Format      string
 	ContentType string
@@ -33,8 +35,10 @@ type AudioStream struct {
 	first    []byte
 	received atomic.Int64
 	byCaller atomic.Bool
-	finished chan struct{}
-	once     sync.Once
+	// stopAbort stops the context watch that aborts the pipe; false when it already fired.
+	stopAbort func() bool
+	finished  chan struct{}
+	once      sync.Once
 }
 
 // StreamAudio synthesizes req as a stream of audio bytes in req.Format (default wav; the
@@ -64,9 +68,8 @@ func (c *Client) audioStream(ctx context.Context, s *spec) (*AudioStream, error)
 	}
 	as := &AudioStream{cl: cl, finished: make(chan struct{})}
 	s.handle = func(a *attempt) error {
-		ct := a.resp.Header.Get("Content-Type")
-		if len(ct) < 6 || ct[:6] != "audio/" {
-			return &ProtocolError{Msg: "expected audio, got " + strconv.Quote(ct), RequestID: a.resp.Header.Get("X-Request-ID")}
+		if err := a.expectType("audio/"); err != nil {
+			return err
 		}
 		buf := make([]byte, 32<<10)
 		for {
@@ -102,16 +105,27 @@ func (c *Client) audioStream(ctx context.Context, s *spec) (*AudioStream, error)
 	as.ContentType, as.Format = h.Get("Content-Type"), formatOf(h.Get("Content-Type"), "")
 	as.SampleRate, _ = strconv.Atoi(h.Get("X-Sample-Rate"))
 	as.RequestID, as.Endpoint = h.Get("X-Request-ID"), a.ep.display
+	// the pump may wait on the reader (a full buffer) rather than on the network, where the
+	// transport would see the cancel: the context's end aborts the pipe to wake it
+	as.stopAbort = context.AfterFunc(cl.ctx, as.pipe.abort)
 	go as.pump()
 	return as, nil
 }
 
-// pump copies the body into the ring pipe; the pipe's Write blocks while it is full.
+// pump copies the body into the ring pipe; the pipe's Write blocks while it is full, until
+// the reader reads, closes, or the context ends (abort).
 func (as *AudioStream) pump() {
 	defer close(as.finished)
 	var err error
+	aborted := false // the context's end woke a write that waited on the reader
+	put := func(p []byte) {
+		if err = as.put(p); errors.Is(err, errPipeAborted) {
+			aborted = true
+			err = as.cl.transportError(as.a.ep, as.cl.ctx.Err(), as.a.body.dog, true)
+		}
+	}
 	if len(as.first) > 0 {
-		err = as.put(as.first)
+		put(as.first)
 	}
 	buf := as.first[:cap(as.first)]
 	if len(buf) == 0 {
@@ -121,7 +135,7 @@ func (as *AudioStream) pump() {
 	for err == nil {
 		n, rerr := as.a.body.Read(buf)
 		if n > 0 {
-			err = as.put(buf[:n])
+			put(buf[:n])
 		}
 		if rerr != nil && err == nil {
 			err = rerr
@@ -130,6 +144,12 @@ func (as *AudioStream) pump() {
 	if err == io.EOF {
 		err = nil
 	}
+	if !as.stopAbort() && err == nil {
+		// the context ended as the body did: the buffered bytes may be gone, the stream
+		// is not complete
+		aborted = true
+		err = as.cl.transportError(as.a.ep, as.cl.ctx.Err(), as.a.body.dog, true)
+	}
 	if as.byCaller.Load() || (err != nil && isCallerCancel(err)) {
 		err = context.Canceled
 		if ctxErr := as.cl.ctx.Err(); ctxErr != nil && !as.byCaller.Load() {
@@ -137,7 +157,7 @@ func (as *AudioStream) pump() {
 		}
 	} else if err != nil {
 		err = &StreamInterruptedError{BytesReceived: as.received.Load(), RequestID: as.cl.id, Err: err}
-		if serverFault(err) {
+		if serverFault(err) && !aborted { // not when it was the reader that stalled
 			as.a.ep.br.failure(as.cl.c.clock.Now())
 		}
 	}

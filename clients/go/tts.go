@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"iter"
-	"log/slog"
 	"net/http"
 	"strconv"
 	"strings"
@@ -86,7 +85,7 @@ func (c *Client) Synthesize(ctx context.Context, req *TTSRequest, opts ...CallOp
 // fallback audio answers the failures it may answer (as call.fail says).
 func (c *Client) audioCall(ctx context.Context, s *spec, fallback bool) (*Audio, error) {
 	var audio *Audio
-	fb, err := c.wholeCall(ctx, s, fallback, func(a *attempt, data []byte) (int64, error) {
+	fb, err := c.wholeCall(ctx, s, c.maxAudio, fallback, func(a *attempt, data []byte) (int64, error) {
 		var err error
 		if audio, err = audioOf(a, data); err != nil {
 			return -1, err
@@ -100,11 +99,11 @@ func (c *Client) audioCall(ctx context.Context, s *spec, fallback bool) (*Audio,
 }
 
 func audioOf(a *attempt, data []byte) (*Audio, error) {
+	if err := a.expectType("audio/"); err != nil {
+		return nil, err
+	}
 	h := a.resp.Header
 	ct := h.Get("Content-Type")
-	if !strings.HasPrefix(strings.ToLower(ct), "audio/") {
-		return nil, &ProtocolError{Msg: fmt.Sprintf("expected audio, got %q", ct), RequestID: h.Get("X-Request-ID")}
-	}
 	audio := &Audio{
 		Data: data, Format: formatOf(ct, ""), ContentType: ct,
 		RequestID: h.Get("X-Request-ID"), Endpoint: a.ep.display, VoiceWarning: h.Get("X-Voice-Warning"),
@@ -137,7 +136,7 @@ func (c *Client) Stream(ctx context.Context, req *TTSRequest, opts ...CallOption
 		return nil, err
 	}
 	st := &Stream{}
-	err = c.openSSE(ctx, s, &st.sseCall, func() (err error) {
+	err = c.openSSE(ctx, s, &st.sseCall, "pcm_bytes", func() (err error) {
 		st.first, err = st.read()
 		return err
 	})
@@ -148,19 +147,16 @@ func (c *Client) Stream(ctx context.Context, req *TTSRequest, opts ...CallOption
 }
 
 // Stream is a stream of events; read it with Next and Event (or Events), then check Err.
+// Close may be called from another goroutine (to stop a reader blocked in Next).
 type Stream struct {
 	sseCall
-	first  Event
-	cur    Event
-	done   *Done
-	chunks int
+	first Event
+	cur   Event
+	done  *Done // under mu
 }
 
 // read returns the next typed event from the network.
 func (s *Stream) read() (Event, error) {
-	if ct := s.a.resp.Header.Get("Content-Type"); !strings.HasPrefix(ct, "text/event-stream") {
-		return nil, &ProtocolError{Msg: fmt.Sprintf("expected text/event-stream, got %q", ct), RequestID: s.a.resp.Header.Get("X-Request-ID")}
-	}
 	for {
 		raw, err := s.next()
 		if err != nil {
@@ -168,13 +164,7 @@ func (s *Stream) read() (Event, error) {
 		}
 		ev, err := ParseEvent(raw)
 		if err != nil {
-			if api, ok := err.(*APIError); ok {
-				api.Endpoint = s.a.ep.display
-				if api.RequestID == "" {
-					api.RequestID = s.cl.id
-				}
-			}
-			return nil, err
+			return nil, s.annotate(err)
 		}
 		if ev != nil {
 			return ev, nil
@@ -190,9 +180,8 @@ func (s *Stream) Next() bool {
 	ev := s.first
 	s.first = nil
 	if ev == nil {
-		if s.done != nil { // done is the last event: drain the body so the connection is reused
-			_, _ = io.CopyN(io.Discard, s.a.body, 64<<10)
-			s.end(nil)
+		if s.isCompleted() { // done is the last event
+			s.endCompleted()
 			return false
 		}
 		var err error
@@ -201,13 +190,19 @@ func (s *Stream) Next() bool {
 			return false
 		}
 	}
-	s.events++
-	switch e := ev.(type) {
-	case *AudioChunk:
-		s.chunks++
-		s.bytes += int64(len(e.PCM))
-	case *Done:
-		s.done = e
+	chunk, audio := ev.(*AudioChunk)
+	n := 0
+	if audio {
+		n = len(chunk.PCM)
+	}
+	var keep func()
+	if done, ok := ev.(*Done); ok {
+		keep = func() {
+			s.done, s.completed, s.audioMS = done, true, int64(done.AudioDurationMS)
+		}
+	}
+	if !s.deliver(audio, n, keep) {
+		return false
 	}
 	s.cur = ev
 	return true
@@ -227,32 +222,25 @@ func (s *Stream) Events() iter.Seq[Event] {
 	}
 }
 
-// Err is the error that ended the stream, nil when it completed with its Done event.
-func (s *Stream) Err() error { return s.err }
+// Err is the error that ended the stream, nil when it completed with its Done event (or
+// was closed).
+func (s *Stream) Err() error { return s.endErr() }
 
 // Done is the stream's Done event once it has arrived.
-func (s *Stream) Done() *Done { return s.done }
+func (s *Stream) Done() *Done {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.done
+}
 
 // RequestID is the id the server logged the stream under.
 func (s *Stream) RequestID() string { return s.cl.id }
 
-// Close ends the stream (closing the connection if it is still open); always call it.
+// Close ends the stream (closing the connection if it is still open); always call it. It
+// may be called from another goroutine than Next's, and more than once.
 func (s *Stream) Close() error {
 	s.end(nil)
 	return nil
-}
-
-func (s *Stream) end(err error) {
-	s.stop(err, s.chunks, func(err error) {
-		if s.a != nil && serverFault(err) {
-			s.a.ep.br.failure(s.cl.c.clock.Now())
-		}
-		audioMS := int64(-1)
-		if s.done != nil {
-			audioMS = int64(s.done.AudioDurationMS)
-		}
-		s.cl.finish(err, audioMS, false, slog.Int64("pcm_bytes", s.bytes), slog.Bool("completed", s.done != nil))
-	})
 }
 
 // WriteWAV reads the rest of the stream into w as a 16-bit WAV file (the exact sizes
@@ -277,5 +265,5 @@ func (s *Stream) WriteWAV(w io.Writer) (*Done, error) {
 	if ww == nil {
 		ww = NewWAVWriter(w, 24000)
 	}
-	return s.done, ww.Close()
+	return s.Done(), ww.Close()
 }

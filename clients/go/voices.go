@@ -158,6 +158,9 @@ func (v *VoicesService) Get(ctx context.Context, name string, opts ...CallOption
 
 // Create saves a voice (409 voice_exists when the name is taken).
 func (v *VoicesService) Create(ctx context.Context, req *VoiceCreate, opts ...CallOption) (*Voice, error) {
+	if req == nil {
+		return nil, &ValidationError{"name", "missing_field", "the request is nil"}
+	}
 	if v.c.validate {
 		if err := CheckVoiceName(req.Name); err != nil {
 			return nil, err
@@ -213,19 +216,23 @@ func (v *VoicesService) Sample(ctx context.Context, name string, sample SampleOp
 
 // Export returns every saved voice as one document, for Import on any server.
 func (v *VoicesService) Export(ctx context.Context, opts ...CallOption) (*ExportDocument, error) {
-	out, err := voicesJSON[ExportDocument](ctx, v, "voices.export", http.MethodGet, "/v1/voices/export", nil, true, opts)
-	if err != nil {
-		return nil, err
+	return voicesJSON[ExportDocument](ctx, v, "voices.export", http.MethodGet, "/v1/voices/export", nil, true, opts)
+}
+
+// check: doJSON refuses an answer that is not an export document (a malformed answer).
+func (d *ExportDocument) check() error {
+	if d.Format != "chattts-server-voices" || d.Voices == nil {
+		return fmt.Errorf("the answer is not a voice export document")
 	}
-	if out.Format != "chattts-server-voices" || out.Voices == nil {
-		return nil, &ProtocolError{Msg: "the answer is not a voice export document"}
-	}
-	return out, nil
+	return nil
 }
 
 // Import imports an Export document, all or nothing; names that exist are skipped, or
 // replaced with overwrite.
 func (v *VoicesService) Import(ctx context.Context, doc *ExportDocument, overwrite bool, opts ...CallOption) (*ImportResult, error) {
+	if doc == nil {
+		return nil, &ValidationError{"voices", "missing_field", "the document is nil"}
+	}
 	path := "/v1/voices/import?overwrite=false"
 	if overwrite {
 		path = "/v1/voices/import?overwrite=true"
