@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"math/rand/v2"
 	"net"
 	"net/http"
@@ -702,17 +703,21 @@ var errTooLarge = errors.New("chattts: more than the limit")
 // no more than initialRead (or contentLength+1, when smaller) up front and grows as bytes
 // arrive, never past limit+1: a claimed Content-Length reserves nothing.
 func readLimited(r io.Reader, contentLength, limit int64) ([]byte, error) {
+	ceiling := limit + 1 // the byte that tells an answer over the limit
+	if ceiling <= 0 {
+		ceiling = math.MaxInt64
+	}
 	size := int64(initialRead)
 	if contentLength >= 0 && contentLength < size {
 		size = contentLength + 1 // room to see the end without growing
 	}
-	buf := make([]byte, 0, min(size, limit+1))
+	buf := make([]byte, 0, min(size, ceiling))
 	for {
 		if len(buf) == cap(buf) {
 			if int64(len(buf)) > limit {
 				return nil, errTooLarge
 			}
-			grown := make([]byte, len(buf), min(2*int64(cap(buf))+512, limit+1))
+			grown := make([]byte, len(buf), min(2*int64(cap(buf))+512, ceiling))
 			copy(grown, buf)
 			buf = grown
 		}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"math"
 	"net/http"
 	"runtime"
 	"testing"
@@ -139,5 +140,8 @@ func TestReadLimitedGrowsWithTheBytes(t *testing.T) {
 	}
 	if _, err := readLimited(&patternBody{left: 11}, -1, 10); !errors.Is(err, errTooLarge) {
 		t.Fatal(err)
+	}
+	if data, err := readLimited(&patternBody{left: 100}, -1, math.MaxInt64); err != nil || len(data) != 100 {
+		t.Fatal(len(data), err) // no overflow at the largest bound
 	}
 }
