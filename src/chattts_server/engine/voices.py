@@ -16,8 +16,6 @@ import numpy as np
 from .errors import InvalidInputError
 from .limits import REF_AUDIO_MIN_SECONDS, SEED
 
-SEED_MAX = SEED[1]
-
 
 @dataclass(frozen=True)
 class Voice:
@@ -50,9 +48,9 @@ def check_seed(value: object, field: str) -> int:
     """An integer in 0…2**32-1 (booleans and floats are refused, not rounded)."""
     if isinstance(value, bool) or not isinstance(value, int):
         raise InvalidInputError(f"{field} must be an integer", code="invalid_type", field=field)
-    if not 0 <= value <= SEED_MAX:
+    if not SEED[0] <= value <= SEED[1]:
         raise InvalidInputError(
-            f"{field} must be between 0 and {SEED_MAX}", code="out_of_range", field=field
+            f"{field} must be between {SEED[0]} and {SEED[1]}", code="out_of_range", field=field
         )
     return value
 

@@ -18,13 +18,14 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
+from ..audio import AudioFormat, allowed_sample_rates
 from ..engine import limits
 from ..engine.text import LANGUAGE_PATTERN, REFINE_PROMPT_PATTERN, TEXT_PATTERN
 from .errors import BadRequestError
 
 AudioFormatName = Literal["wav", "pcm", "mp3", "opus", "flac", "aac"]
 SampleRate = Literal[8000, 16000, 22050, 24000, 44100, 48000]
-OPUS_SAMPLE_RATES = (8000, 16000, 24000, 48000)  # of ours, what libopus runs at
+OPUS_SAMPLE_RATES = allowed_sample_rates(AudioFormat.OPUS)  # of ours, what libopus runs at
 
 # Keys of ``extensions`` this server understands; any other key is ignored and listed in the
 # ``X-Ignored-Fields`` response header.
