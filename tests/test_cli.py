@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -78,6 +79,12 @@ def test_make_test_model(tmp_path: Path) -> None:
     assert r.returncode == 0, r.stderr
     assert (tmp_path / "m" / "chattts-server-model.json").is_file()
     assert (tmp_path / "m" / "asset" / "tokenizer" / "tokenizer.json").is_file()
+    manifest = json.loads((tmp_path / "m" / "chattts-server-model.json").read_text())
+    assert manifest["layer_scale"] == 1.0  # trained-like decoders unless asked otherwise
+    r = cli("make-test-model", str(tmp_path / "i"), "--initial-layer-scales")
+    assert r.returncode == 0, r.stderr
+    manifest = json.loads((tmp_path / "i" / "chattts-server-model.json").read_text())
+    assert manifest["layer_scale"] is None
 
 
 def test_the_cli_and_the_engine_package_import_without_torch() -> None:

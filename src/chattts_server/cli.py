@@ -18,10 +18,15 @@ from .settings import Settings, add_flags
 
 
 def _make_test_model(args: argparse.Namespace) -> int:
-    from .engine.testmodel import make_test_model
+    from .engine.testmodel import TRAINED_LAYER_SCALE, make_test_model
 
     started = time.perf_counter()
-    root = make_test_model(args.dir, args.size, seed=args.seed)
+    scale = (
+        None
+        if args.initial_layer_scales
+        else (TRAINED_LAYER_SCALE if args.layer_scale is None else args.layer_scale)
+    )
+    root = make_test_model(args.dir, args.size, seed=args.seed, layer_scale=scale)
     print(
         f"wrote a {args.size} test model (random weights: noise, not speech) to {root} "
         f"in {time.perf_counter() - started:.1f}s; use it with --model-dir {root}"
@@ -106,6 +111,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("dir", type=Path)
     p.add_argument("--size", choices=("tiny", "full"), default="tiny")
     p.add_argument("--seed", type=int, default=0, help="weights seed (same seed, same weights)")
+    p.add_argument(
+        "--layer-scale",
+        type=float,
+        help="the decoders' ConvNeXt layer scales: trained-like (default 1.0), so that "
+        "streaming boundaries behave as with real weights",
+    )
+    p.add_argument(
+        "--initial-layer-scales",
+        action="store_true",
+        help="keep the initialisation's layer scales (1e-6 / 1/8): decoders that barely look at "
+        "their neighbours, which hides streaming boundary errors",
+    )
     p.set_defaults(func=_make_test_model)
 
     p = sub.add_parser("synth", help="synthesize in-process (no server) into a WAV file")

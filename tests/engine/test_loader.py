@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -90,3 +91,45 @@ def test_full_size_config_matches_the_official_architecture() -> None:
         assert cfg.decoder.idim == cfg.decoder.odim == cfg.gpt.hidden_size // 2
         assert cfg.dvae.vq.dim == 2 * cfg.dvae.decoder.idim == cfg.dvae.encoder.odim
         assert cfg.embed.hidden_size == cfg.gpt.hidden_size
+
+
+def _layer_scales(path: Path) -> dict[str, float]:
+    """Every ConvNeXt layer scale in a safetensors file (ChatTTS's ``.weight`` of its decoder
+    blocks, Vocos' ``.gamma``), name → the distinct value it holds."""
+    from safetensors.numpy import load_file
+
+    out = {}
+    for name, t in load_file(str(path)).items():
+        if re.fullmatch(r".*\.gamma|.*decoder_block\.\d+\.weight", name):
+            assert len(set(t.tolist())) == 1, name
+            out[name] = float(t[0])
+    return out
+
+
+def test_generated_decoders_have_trained_like_layer_scales(tiny_model_dir: Path) -> None:
+    """Every ConvNeXt block of both decoders at 1.0 (initialisation would leave 1e-6 / 1/8 and
+    hide the streaming boundary error); the tiny model keeps the decoders' full depth."""
+    manifest = read_manifest(tiny_model_dir)
+    assert manifest is not None and manifest["layer_scale"] == 1.0
+    asset = tiny_model_dir / "asset"
+    decoder = _layer_scales(asset / "Decoder.safetensors")
+    vocos = _layer_scales(asset / "Vocos.safetensors")
+    dvae = _layer_scales(asset / "DVAE.safetensors")
+    assert len(decoder) == 12 and len(vocos) == 8 and len(dvae) == 24  # encoder + decoder
+    assert set(decoder.values()) == set(vocos.values()) == set(dvae.values()) == {1.0}
+
+
+def test_initial_layer_scales_on_request_and_stale_caches_regenerate(tmp_path: Path) -> None:
+    from chattts_server.engine.testmodel import ensure_test_model, make_test_model
+
+    old = make_test_model(tmp_path / "m", "tiny", layer_scale=None)
+    scales = _layer_scales(old / "asset" / "Decoder.safetensors")
+    assert len(scales) == 12 and all(v == pytest.approx(1e-6) for v in scales.values())
+    assert read_manifest(old)["layer_scale"] is None  # type: ignore[index]
+    # a cache made with other scales (or by an older generator) is replaced ...
+    ensure_test_model(old, "tiny")
+    assert read_manifest(old)["layer_scale"] == 1.0  # type: ignore[index]
+    # ... and a current one is kept as it is
+    stamp = (old / MANIFEST_NAME).stat().st_mtime_ns
+    ensure_test_model(old, "tiny")
+    assert (old / MANIFEST_NAME).stat().st_mtime_ns == stamp

@@ -1,7 +1,15 @@
 """Incremental streaming through the real ChatTTS code (tiny model): early first audio, no
-re-decoding of the prefix, pieces that join into (almost exactly) the one-shot decode."""
+re-decoding of the prefix, pieces that join into the one-shot decode within a stated bound.
+
+The tiny model's decoders have ChatTTS's full depth and trained-like layer scales
+(``engine/testmodel.py``): with the initialisation's scales every boundary looked exact, which
+hid a 16%-of-RMS click at each chunk boundary with 8 tokens of lookahead."""
 
 from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,19 +19,72 @@ from chattts_server.engine.stream import WindowDecoder
 
 REQ = {"text": "Hello world, a streaming test.", "seed": 2, "manual_seed": 3,
        "max_new_tokens": 48, "min_new_tokens": 48}  # fmt: skip
+# max |streamed − one-shot| as a share of the one-shot RMS: 0.2% ≈ −54 dB, inaudible
+BOUND = 0.002
+TEXTS = {
+    "short": "Hi.",
+    "sentence": "Hello world, a streaming test.",
+    "two segments": "The first sentence is here. 第二句话在这里，稍微长一点。",
+}
+
+
+def boundary_error(engine: ChatTTSEngine, text: str, tokens: int) -> float:
+    req = SynthesisRequest(text, seed=2, manual_seed=3, min_new_tokens=tokens,
+                           max_new_tokens=tokens)  # fmt: skip
+    one = np.concatenate([c.pcm for c in engine.synthesize(req)])
+    pieces = [c.pcm for c in engine.synthesize(replace(req, incremental=True))]
+    inc = np.concatenate(pieces)
+    assert inc.size == one.size  # no gaps, no repeats
+    assert len(pieces) >= 3  # several boundaries (and the pause between segments)
+    return float(np.max(np.abs(inc - one)) / np.sqrt(np.mean(one.astype(np.float64) ** 2)))
+
+
+@pytest.fixture(scope="module")
+def engines(tiny_model_dir: Path) -> Iterator[dict[tuple[int, int], ChatTTSEngine]]:
+    """Engines by (chunk tokens, lookahead tokens), loaded on first use."""
+    made: dict[tuple[int, int], ChatTTSEngine] = {}
+
+    class Engines(dict[tuple[int, int], ChatTTSEngine]):
+        def __missing__(self, key: tuple[int, int]) -> ChatTTSEngine:
+            chunk, lookahead = key
+            cfg = replace(EngineConfig(model_dir=str(tiny_model_dir), warmup=False),
+                          stream_chunk_tokens=chunk)  # fmt: skip
+            if lookahead:
+                cfg = replace(cfg, stream_lookahead_tokens=lookahead)
+            eng = made[key] = ChatTTSEngine(cfg)
+            eng.load()
+            return eng
+
+    yield Engines()
+    for eng in made.values():
+        eng.close()
+
+
+@pytest.mark.parametrize("tokens", [40, 150])
+@pytest.mark.parametrize("text", list(TEXTS))
+@pytest.mark.parametrize("chunk", [4, 16, 64])
+def test_streamed_samples_equal_one_shot_within_the_bound(
+    engines: dict[tuple[int, int], ChatTTSEngine], chunk: int, text: str, tokens: int
+) -> None:
+    """The guard: with the engine's default lookahead every chunk boundary stays within 0.2%
+    of the RMS of a one-shot decode of the same tokens (the left edge is exact)."""
+    assert boundary_error(engines[chunk, 0], TEXTS[text], tokens) <= BOUND
+
+
+def test_the_guard_fails_with_the_old_lookahead(
+    engines: dict[tuple[int, int], ChatTTSEngine],
+) -> None:
+    """8 tokens of lookahead (the default until trained-like test models showed the click):
+    the boundary error is far over the bound, so the guard above can fail."""
+    err = boundary_error(engines[64, 8], TEXTS["sentence"], 97)
+    assert err > 10 * BOUND
 
 
 def test_incremental_audio_matches_one_shot(engine: ChatTTSEngine) -> None:
-    """Through the real ChatTTS code: several pieces, no gaps or repeats, float-noise error.
-    (When the first piece leaves is the decoder's schedule, tested below without a clock;
-    time to first audio is a benchmark figure, bench/results/speed.md.)"""
-    one = np.concatenate([c.pcm for c in engine.synthesize(SynthesisRequest(**REQ))])
-    pieces = [c.pcm for c in engine.synthesize(SynthesisRequest(**REQ, incremental=True))]
-    assert len(pieces) >= 3
-    inc = np.concatenate(pieces)
-    assert inc.size == one.size  # no gaps, no repeats
-    # stated bound: with 8 tokens of lookahead the tiny model's boundary error is float noise
-    assert np.max(np.abs(inc - one)) < 1e-5
+    """The shared engine (default settings): several pieces, no gaps or repeats, within the
+    bound. (When the first piece leaves is the decoder's schedule, tested below without a
+    clock; time to first audio is a benchmark figure, bench/results/speed.md.)"""
+    assert boundary_error(engine, REQ["text"], 48) <= BOUND  # type: ignore[arg-type]
 
 
 def test_window_decoder_emits_once_first_plus_lookahead_tokens_exist(

@@ -6,10 +6,15 @@ new tokens: ``context`` tokens on the left and ``lookahead`` tokens on the right
 convolutions the neighbourhood they need, and only the middle is emitted. Each token is 512
 samples; a window of tokens ``[a, b)`` decodes to samples ``[512a, 512b - 256)`` (Vocos' centred
 frames), so the pieces join without gaps or repeats and the total equals a one-shot decode's
-length. The samples near a window's right edge differ slightly from a one-shot decode because
-the future tokens are not known yet; ``lookahead`` bounds that error (measured in the tests and
-the benchmark). Chunks start small (``first``) for an early first audio and double up to
-``chunk``, so the overlap decoded twice shrinks to a small share of the work.
+length. The left edge is exact once ``context`` covers the decoders' receptive field (about 52
+tokens). The samples near a window's right edge differ from a one-shot decode because the future
+tokens are not known yet; the decoders' influence decays with distance, so ``lookahead`` bounds
+that error. How fast it decays depends on the decoders' trained layer scales (tiny at
+initialisation, which hides the error): with trained-like scales the max error is 16% of the
+signal's RMS at 8 tokens of lookahead and 0.01% at 20 (the engine's default; measured in the
+tests and the benchmark on generated models with trained-like scales). Chunks start small
+(``first``) for an early first audio and double up to ``chunk``, so the overlap decoded twice
+shrinks to a small share of the work.
 """
 
 from __future__ import annotations

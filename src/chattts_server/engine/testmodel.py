@@ -5,6 +5,18 @@ Written in exactly ChatTTS's asset layout (``asset/Vocos.safetensors``, ``DVAE``
 plus :data:`MANIFEST_NAME`, which marks the directory as a test model and records the
 architecture. ``tiny`` loads and speaks (noise) in well under a second; ``full`` has the official
 sizes so that benchmarks pay the real compute per token. Random weights make noise, not speech.
+
+**Trained-like decoder layer scales.** Both decoders (the DVAE decoder and Vocos) are stacks of
+ConvNeXt blocks whose residual branch is multiplied by a learned per-channel *layer scale*. At
+initialisation it is 1e-6 (DVAE) and 1/8 (Vocos), which makes each block nearly the identity:
+the decoders then barely look at neighbouring frames, and anything that depends on their reach
+(the streaming window decoder's boundary error above all) looks exact when it is not. Training
+grows these scales to order 0.1–1, so the generated models set every block's scale to
+:data:`TRAINED_LAYER_SCALE` = 1.0, the pessimistic end of that range (the farthest reach): a bound
+met here holds for trained decoders with smaller scales. ``layer_scale=None`` keeps the
+initialisation values. The tiny model keeps the decoders' full depth (12 DVAE blocks, 8 Vocos
+blocks) with narrow channels, so its receptive field, and its boundary behaviour, are the real
+ones at a fraction of the compute.
 """
 
 from __future__ import annotations
@@ -12,6 +24,7 @@ from __future__ import annotations
 import hashlib
 import inspect
 import json
+import logging
 import tempfile
 from dataclasses import asdict
 from pathlib import Path
@@ -22,6 +35,9 @@ import numpy as np
 from .loader import MANIFEST_KIND, MANIFEST_NAME, build_config
 
 Size = Literal["tiny", "full"]
+log = logging.getLogger(__name__)
+# bumped when the same arguments would give other weights (cached models are then regenerated)
+GENERATOR_VERSION = 2
 
 # ChatTTS's 50 tokens, in id order from 21128 (the order matters: ids are positional).
 CHATTTS_TOKENS: tuple[str, ...] = (
@@ -34,6 +50,7 @@ CHATTTS_TOKENS: tuple[str, ...] = (
     *(f"[speed_{i}]" for i in range(10)),
 )  # fmt: skip
 WORDPIECE_SIZE = 21128
+TRAINED_LAYER_SCALE = 1.0  # every decoder ConvNeXt block's layer scale (see the module doc)
 
 # Overrides of ChatTTS's Config for the tiny architecture; they keep the shape equalities
 # decoder.idim = decoder.odim = gpt.hidden/2, dvae.vq.dim = 2 × dvae.decoder.idim,
@@ -46,14 +63,15 @@ TINY_CONFIG: dict[str, Any] = {
         "num_hidden_layers": 2,
     },
     "embed": {"hidden_size": 64},
-    "decoder": {"idim": 32, "odim": 32, "hidden": 32, "n_layer": 1, "bn_dim": 16},
+    # the decoders keep ChatTTS's depth (their receptive field), only their width shrinks
+    "decoder": {"idim": 32, "odim": 32, "hidden": 32, "n_layer": 12, "bn_dim": 16},
     "dvae": {
-        "encoder": {"idim": 32, "odim": 64, "hidden": 32, "n_layer": 1, "bn_dim": 16},
-        "decoder": {"idim": 32, "odim": 32, "hidden": 32, "n_layer": 1, "bn_dim": 16},
+        "encoder": {"idim": 32, "odim": 64, "hidden": 32, "n_layer": 12, "bn_dim": 16},
+        "decoder": {"idim": 32, "odim": 32, "hidden": 32, "n_layer": 12, "bn_dim": 16},
         "vq": {"dim": 64},
     },
     "vocos": {
-        "backbone": {"init_args": {"dim": 32, "intermediate_dim": 64, "num_layers": 1}},
+        "backbone": {"init_args": {"dim": 32, "intermediate_dim": 64, "num_layers": 8}},
         "head": {"init_args": {"dim": 32}},
     },
 }
@@ -112,10 +130,38 @@ def _save(module: Any, path: Path) -> None:
     save_file(state, str(path))
 
 
-def make_test_model(directory: str | Path, size: Size = "tiny", seed: int = 0) -> Path:
+def set_layer_scales(module: Any, value: float) -> int:
+    """Set every ConvNeXt layer scale in ``module`` (ChatTTS's ``weight``, Vocos' ``gamma``)
+    to ``value``; returns how many blocks were set."""
+    from ChatTTS.model.dvae import ConvNeXtBlock as DvaeBlock
+    from vocos.modules import ConvNeXtBlock as VocosBlock
+
+    n = 0
+    for block in module.modules():
+        scale = (
+            block.weight
+            if isinstance(block, DvaeBlock)
+            else block.gamma
+            if isinstance(block, VocosBlock)
+            else None
+        )
+        if scale is not None:
+            scale.data.fill_(value)
+            n += 1
+    return n
+
+
+def make_test_model(
+    directory: str | Path,
+    size: Size = "tiny",
+    seed: int = 0,
+    layer_scale: float | None = TRAINED_LAYER_SCALE,
+) -> Path:
     """Write a random-weight ChatTTS checkpoint of ``size`` into ``directory``.
 
-    The same ``size`` and ``seed`` give the same weights. Returns the directory.
+    The same arguments give the same weights. ``layer_scale``: the decoders' ConvNeXt layer
+    scales (trained-like 1.0 by default; None keeps the initialisation's 1e-6 and 1/8).
+    Returns the directory.
     """
     import torch
     from ChatTTS.model import DVAE, Embed
@@ -141,6 +187,8 @@ def make_test_model(directory: str | Path, size: Size = "tiny", seed: int = 0) -
             backbone=instantiate_class(args=(), init=asdict(cfg.vocos.backbone)),
             head=instantiate_class(args=(), init=asdict(cfg.vocos.head)),
         )
+        if layer_scale is not None:
+            set_layer_scales(vocos, layer_scale)
         _save(vocos, asset / "Vocos.safetensors")
         dvae = DVAE(
             decoder_config=asdict(cfg.dvae.decoder),
@@ -148,8 +196,12 @@ def make_test_model(directory: str | Path, size: Size = "tiny", seed: int = 0) -
             vq_config=asdict(cfg.dvae.vq),
             dim=cfg.dvae.decoder.idim,
         )
+        if layer_scale is not None:
+            set_layer_scales(dvae, layer_scale)
         _save(dvae, asset / "DVAE.safetensors")
         decoder = DVAE(decoder_config=asdict(cfg.decoder), dim=cfg.decoder.idim)
+        if layer_scale is not None:
+            set_layer_scales(decoder, layer_scale)
         _save(decoder, asset / "Decoder.safetensors")
         embed = Embed(
             cfg.embed.hidden_size,
@@ -168,11 +220,32 @@ def make_test_model(directory: str | Path, size: Size = "tiny", seed: int = 0) -
         "kind": MANIFEST_KIND,
         "size": size,
         "seed": seed,
+        "layer_scale": layer_scale,
+        "generator": GENERATOR_VERSION,
         "config": overrides,
         "files": {str(p.relative_to(root)): _sha256(p) for p in files},
         "note": "random weights: this model makes noise, not speech",
     }
     (root / MANIFEST_NAME).write_text(json.dumps(manifest, indent=2), encoding="utf-8")
+    return root
+
+
+def ensure_test_model(directory: str | Path, size: Size) -> Path:
+    """``directory``'s test model of ``size``, (re)generated unless it is what
+    :func:`make_test_model` makes today (caches made by an older generator are replaced)."""
+    from .loader import read_manifest
+
+    root = Path(directory)
+    manifest = read_manifest(root)
+    current = manifest is not None and (
+        manifest.get("size"),
+        manifest.get("seed"),
+        manifest.get("layer_scale"),
+        manifest.get("generator"),
+    ) == (size, 0, TRAINED_LAYER_SCALE, GENERATOR_VERSION)
+    if not current:
+        log.warning("generating a %s test model in %s", size, root)
+        make_test_model(root, size)
     return root
 
 

@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
+import signal
 import ssl
 import sys
+import threading
+from collections.abc import Iterator
+from types import FrameType
 from typing import Any
 
 from ..engine import ModelLoadError
@@ -21,6 +26,10 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
 
 
 def run(args: argparse.Namespace) -> int:
+    # Until uvicorn listens nothing is in flight: SIGTERM then ends start-up at once (as PID 1 in
+    # a container the default action would ignore it, and `docker stop` would wait for SIGKILL).
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _exit_while_starting)
     import uvicorn
 
     from ..engine import ChatTTSEngine
@@ -56,11 +65,43 @@ def run(args: argparse.Namespace) -> int:
         # room for a GET /v1/tts/stream URL up to max_url_bytes plus headers, so an over-long
         # one gets our 414 (with its advice) rather than h11's bare 400
         h11_max_incomplete_event_size=settings.max_url_bytes + 64 * 1024,
+        # SIGTERM/SIGINT: stop accepting, let requests in flight finish for this long, then
+        # cancel what is left, stop the engine and exit
+        timeout_graceful_shutdown=settings.graceful_shutdown_s,
         **tls_options(settings),
     )
-    server = uvicorn.Server(config)
+    server = _graceful_server(config)
     server.run()
     return 1 if app.state.load_error else 0
+
+
+def _exit_while_starting(signum: int, frame: FrameType | None) -> None:
+    raise SystemExit(0)
+
+
+def _graceful_server(config: Any) -> Any:
+    import uvicorn
+
+    class Server(uvicorn.Server):
+        """uvicorn's server, but a stop by SIGTERM/SIGINT is a clean exit (status 0) once the
+        graceful shutdown is done. uvicorn re-raises the signal afterwards, so the process
+        would end "killed by SIGTERM" (status 143) although every request finished, except
+        as a container's PID 1, where the kernel ignores that signal: one status either way."""
+
+        @contextlib.contextmanager
+        def capture_signals(self) -> Iterator[None]:
+            if threading.current_thread() is not threading.main_thread():
+                yield
+                return
+            handled = (signal.SIGINT, signal.SIGTERM)
+            original = {sig: signal.signal(sig, self.handle_exit) for sig in handled}
+            try:
+                yield
+            finally:
+                for sig, handler in original.items():
+                    signal.signal(sig, handler)
+
+    return Server(config)
 
 
 def tls_options(settings: Settings) -> dict[str, Any]:
@@ -82,11 +123,7 @@ def tls_options(settings: Settings) -> dict[str, Any]:
 
 def _with_test_model(settings: Settings, size: str) -> Settings:
     """Serve a generated test model (made once under the data dir): noise, not speech."""
-    from ..engine.loader import read_manifest
-    from ..engine.testmodel import make_test_model
+    from ..engine.testmodel import ensure_test_model
 
-    path = settings.data_dir / "test-models" / size
-    if read_manifest(path) is None:
-        log.warning("generating a %s test model in %s", size, path)
-        make_test_model(path, size)  # type: ignore[arg-type]
+    path = ensure_test_model(settings.data_dir / "test-models" / size, size)  # type: ignore[arg-type]
     return settings.model_copy(update={"model_dir": path})
