@@ -78,6 +78,12 @@ class Settings(BaseSettings):
     rate_limit_per_minute: int = Field(0, ge=0, description="requests per key (0: off)")
     max_streams_per_key: int = Field(0, ge=0, description="concurrent streams per key (0: off)")
     request_timeout_s: float = Field(600.0, gt=0, description="default and longest deadline")
+    graceful_shutdown_s: int = Field(
+        30,
+        ge=1,
+        description="on SIGTERM/SIGINT: requests in flight get this long to finish, then are "
+        "cancelled; the process then exits 0",
+    )
     stream_token_ttl_s: float = Field(
         60.0, gt=0, le=3600, description="life of a stream token (GET /v1/tts/stream ?token=)"
     )
