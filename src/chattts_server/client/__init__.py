@@ -1,5 +1,6 @@
 """Python SDK for chattts-server: blocking and asyncio clients, streaming, retries with backoff,
-a circuit breaker and fallback audio. Needs only httpx (no torch, no numpy).
+a circuit breaker, failover between servers and fallback audio. Needs only httpx (no torch, no
+numpy).
 
 Usage::
 
@@ -33,6 +34,10 @@ Usage::
         backup = tts.voices.export()       # a JSON-ready dict; on another server:
         result = other.voices.import_(backup)   # result.imported, result.skipped
 
+    # failover: each call goes to the first server that is up, in this order
+    with Client(["https://tts-a.internal:9700", "https://tts-b.internal:9700"]) as tts:
+        audio = tts.synthesize("Hi.")      # audio.endpoint: the server that made it
+
     async with AsyncClient() as tts:       # the same calls, awaited
         audio = await tts.synthesize("Hi.")
         async for event in tts.stream("Hi."):
@@ -45,14 +50,25 @@ attempts. Calls that change the voice library are repeated only when the server 
 nothing (no connection, 429, 503; see :class:`RetryPolicy`). A stream is never retried once
 part of it was delivered: it raises :class:`StreamInterruptedError` instead. After
 ``breaker_threshold`` consecutive failed calls the client fails fast with
-:class:`CircuitOpenError` for ``breaker_cooldown`` seconds. Retries are logged on the
-``chattts_server.client`` logger; the API key never is. Errors:
-:mod:`chattts_server.client.errors`.
+:class:`CircuitOpenError` for ``breaker_cooldown`` seconds.
+
+Given several base URLs, a client keeps one breaker per server and sends each call to the first
+server, in order, whose breaker admits it (an open one is skipped). A failure that the rules
+above would retry moves the call at once to the next such server, without a wait and without
+counting a retry; once every server was tried, a retry (after its backoff) starts again from the
+first. So a dead server costs a refused connection per call until its breaker opens, then
+nothing; a stream that had delivered audio still raises :class:`StreamInterruptedError`; a
+change to the voice library moves on only when the server it tried surely did nothing. Results
+name the server that made them (``Audio.endpoint``, ``Done.endpoint``, ``Health.endpoint``),
+errors the one of their last attempt (``ChatTTSError.endpoint``).
+
+Retries and failovers are logged on the ``chattts_server.client`` logger; the API key never is.
+Errors: :mod:`chattts_server.client.errors`.
 """
 
 from ._async import AsyncClient, AsyncVoices
 from ._base import DEFAULT_URL, BaseClient
-from ._policy import CircuitBreaker, RetryPolicy, Timeout
+from ._policy import CircuitBreaker, Endpoint, RetryPolicy, Timeout
 from ._sync import Client, Voices
 from .errors import (
     APIStatusError,
@@ -109,6 +125,7 @@ __all__ = [
     "ConflictError",
     "ConnectError",
     "Done",
+    "Endpoint",
     "Health",
     "ImportResult",
     "InternalServerError",

@@ -9,7 +9,7 @@ import builtins
 import os
 import random as _random
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import aclosing
 from pathlib import Path
 from types import TracebackType
@@ -45,6 +45,9 @@ __all__ = ["AsyncClient", "AsyncVoices"]
 class AsyncClient(BaseClient):
     """An asyncio client of one chattts-server.
 
+    Or of several: ``base_url=[primary, secondary, …]`` sends each call to the first server
+    that is up, and moves a failed call on to the next.
+
     Keeps connections alive in a pool; close it with ``aclose()`` (or use it as a context
     manager: ``async with``) when done. See :class:`~chattts_server.client.BaseClient` for
     the arguments both clients share. Break out of :meth:`stream` early inside
@@ -64,7 +67,7 @@ class AsyncClient(BaseClient):
 
     def __init__(
         self,
-        base_url: str = DEFAULT_URL,
+        base_url: str | Sequence[str] = DEFAULT_URL,
         *,
         timeout: Timeout | float = DEFAULT_TIMEOUT,
         retries: int | RetryPolicy = 2,
@@ -159,7 +162,8 @@ class AsyncClient(BaseClient):
                     delay = self._retry_delay(call, exc)
                     if delay is None:
                         raise
-                await self._sleep(delay)
+                if delay:  # 0: failing over to another endpoint, at once
+                    await self._sleep(delay)
 
     async def stream_to(
         self,
@@ -190,9 +194,11 @@ class AsyncClient(BaseClient):
 
     async def health(self) -> Health:
         """The server's readiness (``GET /readyz``): one attempt, not counted by the breaker.
+        With several endpoints: of the first, in order, that answers (``Health.endpoint``);
+        breakers are not asked.
 
         Raises:
-            TransportError: the server cannot be reached.
+            TransportError: no server can be reached.
         """
         return await self._run(requests.health())
 
@@ -212,16 +218,19 @@ class AsyncClient(BaseClient):
                 delay = self._retry_delay(call, exc)
                 if delay is None:
                     raise
-            await self._sleep(delay)
+            if delay:  # 0: failing over to another endpoint, at once
+                await self._sleep(delay)
 
     async def _attempt(self, call: Call, request: Request[Any]) -> httpx.Response:
-        """One attempt: the response of a success (or an accepted status), else the error."""
+        """One attempt, on the endpoint of the call's route: the response of a success (or an
+        accepted status), else the error."""
+        timeout = self._timeout_for(call)
         sent = self._http.build_request(
             request.method,
-            request.path,
+            self._url(call, request.path),
             json=request.json,
             headers=request.headers(call, self._auth),
-            timeout=self._timeout_for(call),
+            timeout=timeout,
         )
         try:
             response = await self._http.send(sent, stream=request.stream)

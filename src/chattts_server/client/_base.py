@@ -1,19 +1,29 @@
 """What both clients share, without I/O: their configuration, and the life of one call — its
-admission through the circuit breaker, its deadline, and the choice to retry or give up."""
+admission through the circuit breakers, its deadline, and the choice to retry, fail over to
+another endpoint, or give up."""
 
 from __future__ import annotations
 
 import logging
 import os
 import uuid
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
 import httpx
 
 from ._fallback import Fallback
-from ._policy import Call, CircuitBreaker, RetryPolicy, Timeout, retryable, server_fault
+from ._policy import (
+    Call,
+    CircuitBreaker,
+    Endpoint,
+    RetryPolicy,
+    Route,
+    Timeout,
+    base_urls,
+    retryable,
+)
 from ._requests import USER_AGENT, Request, bearer
 from ._tls import ssl_context
 from .errors import APIStatusError, ChatTTSError, TimeoutError
@@ -28,11 +38,16 @@ class BaseClient:
     """Configuration and every I/O-free decision of :class:`Client` and :class:`AsyncClient`.
 
     Args:
-        base_url: The server, e.g. ``http://localhost:9700``.
+        base_url: The server, e.g. ``http://localhost:9700``; or several, a list or tuple in
+            order of preference (``[primary, secondary, …]``), to fail over between: each
+            call goes to the first whose circuit breaker admits it, and a failure that would
+            be retried moves it at once to the next (see
+            :class:`~chattts_server.client._policy.Route`). The servers should share one
+            voice library.
         timeout: A :class:`Timeout`, or seconds as a per-call deadline.
         retries: Retries per call (``0``: none), or a :class:`RetryPolicy`.
         breaker_threshold: Consecutive failed calls that open the circuit (``None``: no
-            breaker).
+            breaker); each endpoint has its own.
         breaker_cooldown: Seconds the circuit stays open before a trial call.
         fallback: Prerecorded audio returned by ``synthesize`` (flagged ``fallback=True``)
             when the server cannot answer — retries exhausted, circuit open, 5xx — but never
@@ -47,11 +62,15 @@ class BaseClient:
         key: The private key (PEM) of ``cert``.
         clock: Monotonic time source (seconds), for deadlines and the breaker.
         random: Uniform [0, 1) source for the backoff jitter.
+
+    Attributes:
+        endpoints: The servers, in order of preference, each with its breaker.
+        base_url: The first server's URL.
     """
 
     def __init__(
         self,
-        base_url: str,
+        base_url: str | Sequence[str],
         *,
         timeout: Timeout | float,
         retries: int | RetryPolicy,
@@ -66,14 +85,18 @@ class BaseClient:
         clock: Callable[[], float],
         random: Callable[[], float],
     ) -> None:
-        self.base_url = base_url.rstrip("/")
+        self.endpoints = tuple(
+            Endpoint(
+                url,
+                None
+                if breaker_threshold is None
+                else CircuitBreaker(breaker_threshold, breaker_cooldown, clock),
+            )
+            for url in base_urls(base_url)
+        )
+        self.base_url = self.endpoints[0].url
         self.timeout = Timeout.of(timeout)
         self.retry = retries if isinstance(retries, RetryPolicy) else RetryPolicy(retries)
-        self.breaker = (
-            CircuitBreaker(breaker_threshold, breaker_cooldown, clock)
-            if breaker_threshold is not None
-            else None
-        )
         self._fallback = None if fallback is None else Fallback(fallback)
         self._headers = {"User-Agent": USER_AGENT, **(headers or {})}
         self._auth = bearer(api_key)
@@ -81,10 +104,15 @@ class BaseClient:
         self._clock = clock
         self._random = random
 
+    @property
+    def breaker(self) -> CircuitBreaker | None:
+        """The first endpoint's circuit breaker (the only one of a client of one server)."""
+        return self.endpoints[0].breaker
+
     def _http_options(self) -> dict[str, Any]:
-        """The arguments of the shell's ``httpx.Client`` or ``httpx.AsyncClient``."""
+        """The arguments of the shell's ``httpx.Client`` or ``httpx.AsyncClient`` (requests
+        name their endpoint's URL in full)."""
         options: dict[str, Any] = {
-            "base_url": self.base_url,
             "headers": self._headers,
             "timeout": httpx.Timeout(self.timeout.read, connect=self.timeout.connect),
         }
@@ -92,43 +120,34 @@ class BaseClient:
             options["verify"] = self._ssl
         return options
 
-    # --- one call: breaker, deadline, retries ----------------------------------------------
+    # --- one call: breakers, deadline, retries, failover --------------------------------------
 
     @contextmanager
     def _call(self, request: Request[Any]) -> Iterator[Call]:
-        """Admit a call through the breaker and record its outcome when it ends."""
-        guarded = request.guarded and self.breaker is not None
+        """Admit a call through the breakers and record its outcome when it ends; an error
+        raised from it names the endpoint of its last attempt."""
         deadline = None if self.timeout.total is None else self._clock() + self.timeout.total
         call = Call(
             request.name,
             uuid.uuid4().hex,
             deadline,
             self.retry.max_retries if request.retries else 0,
-            guarded,
+            Route(self.endpoints, request.guarded),
             request.idempotent,
         )
-        if guarded:
-            assert self.breaker is not None
-            call.trial = self.breaker.acquire()
+        call.route.admit()
         try:
             yield call
         except BaseException as exc:
-            self._verdict(call, exc)
+            call.route.end(exc)
+            if isinstance(exc, ChatTTSError) and exc.endpoint is None:
+                exc.endpoint = call.endpoint
             raise
-        self._verdict(call, None)
+        call.route.end(None)
 
-    def _verdict(self, call: Call, exc: BaseException | None) -> None:
-        if not call.guarded:
-            return
-        assert self.breaker is not None
-        if exc is None or isinstance(exc, GeneratorExit):  # a consumer leaving a healthy stream
-            self.breaker.success()
-        elif server_fault(exc):
-            self.breaker.failure()
-        elif isinstance(exc, ChatTTSError):  # the server answered: an input error
-            self.breaker.success()
-        else:
-            self.breaker.release(call.trial)
+    def _url(self, call: Call, path: str) -> str:
+        """The URL of the next attempt: ``path`` on the endpoint it goes to."""
+        return call.route.attempt().url + path
 
     def _timeout_for(self, call: Call) -> httpx.Timeout:
         """This attempt's httpx timeouts, shortened to the time left before the deadline."""
@@ -153,20 +172,31 @@ class BaseClient:
             self._time_left(call)
 
     def _retry_delay(self, call: Call, err: ChatTTSError) -> float | None:
-        """Seconds to sleep before retrying after ``err``, or ``None`` to give up."""
-        if not retryable(err, idempotent=call.idempotent) or call.retries >= call.max_retries:
+        """Seconds to sleep before the next attempt after ``err`` — ``0`` for a failover to
+        the next endpoint, at once — or ``None`` to give up."""
+        if not retryable(err, idempotent=call.idempotent):
+            return None
+        left = call.endpoint
+        if (call.deadline is None or self._clock() < call.deadline) and call.route.failover(err):
+            log.warning(
+                "%s failed at %s (request %s): %s; failing over to %s",
+                call.name, left, call.request_id, err, call.endpoint,
+            )  # fmt: skip
+            return 0.0
+        if call.retries >= call.max_retries:
             return None
         retry_after = err.retry_after if isinstance(err, APIStatusError) else None
         delay = self.retry.delay(call.retries, retry_after, self._random)
         if call.deadline is not None and self._clock() + delay >= call.deadline:
             log.warning(
-                "%s failed (request %s): %s; not retrying, the deadline would pass",
-                call.name, call.request_id, err,
+                "%s failed at %s (request %s): %s; not retrying, the deadline would pass",
+                call.name, left, call.request_id, err,
             )  # fmt: skip
             return None
         call.retries += 1
+        call.route.next_round(err)
         log.warning(
-            "%s failed (request %s): %s; retry %d/%d in %.2fs",
-            call.name, call.request_id, err, call.retries, call.max_retries, delay,
+            "%s failed at %s (request %s): %s; retry %d/%d in %.2fs",
+            call.name, left, call.request_id, err, call.retries, call.max_retries, delay,
         )  # fmt: skip
         return delay

@@ -131,6 +131,7 @@ def audio(call: Call, response: httpx.Response) -> Audio:
         int(rate) if rate.isdigit() else None,
         response.headers.get("x-request-id", call.request_id),
         ignored_fields=tuple(f for f in ignored.split(",") if f),
+        endpoint=call.endpoint,
     )
 
 
@@ -191,6 +192,7 @@ def _event(call: Call, sse: Event, got: Received) -> StreamEvent | StreamError:
             int(p["elapsed_ms"]),
             None if ttfa is None else int(ttfa),
             str(p["finish_reason"]),
+            call.endpoint,
         )
     detail = p["error"]
     return StreamError(
@@ -228,7 +230,8 @@ def health(call: Call, response: httpx.Response) -> Health:
 
     def status() -> Health:
         body = response.json()
-        return Health(str(body["status"]), response.status_code == 200, body.get("model"))
+        ready = response.status_code == 200
+        return Health(str(body["status"]), ready, body.get("model"), call.endpoint)
 
     try:
         return read(call, "health status", status)

@@ -1,13 +1,15 @@
 """The resilience rules, without I/O: time limits, which failures are retried and how long to
-wait, the circuit breaker, and one call's budget (:class:`Call`)."""
+wait, the circuit breaker, the endpoints and which one each attempt goes to (:class:`Route`),
+and one call's budget (:class:`Call`)."""
 
 from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from typing import Literal
+from urllib.parse import urlsplit, urlunsplit
 
 from .errors import (
     APIStatusError,
@@ -62,6 +64,10 @@ class RetryPolicy:
     before any work). After a dropped connection, a read timeout, a 502 or a 504 the change
     may or may not have happened: the error is raised, and ``voices.get()`` tells.
 
+    With several endpoints, a failure retried by these rules first moves the call to the
+    next endpoint, at once and without counting a retry; the retries and their waits come
+    once every endpoint was tried (see :class:`Route`).
+
     The wait before retry ``n`` (0-based) is the server's ``Retry-After`` capped at
     ``max_retry_after``, else "full jitter" backoff: uniform in
     ``[0, min(max_backoff, backoff * 2**n))``.
@@ -89,6 +95,9 @@ class CircuitBreaker:
     never a 4xx input error) open the circuit: calls raise :class:`CircuitOpenError` without
     touching the network for ``cooldown`` seconds. Then one trial call goes through
     (half-open): its success closes the circuit, its failure opens it again. Thread-safe.
+
+    A client of several endpoints has one breaker each, and a call that fails over counts
+    once against each endpoint it left (see :class:`Route`); an open one is skipped.
     """
 
     def __init__(
@@ -152,19 +161,192 @@ class CircuitBreaker:
                 self._trial = False
 
 
+# --- endpoints: failover between servers -----------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """One server of a client, in the client's order of preference.
+
+    Attributes:
+        url: Its base URL, without a trailing ``/``.
+        breaker: Its own circuit breaker (``None``: the client has no breaker).
+    """
+
+    url: str
+    breaker: CircuitBreaker | None = field(default=None, compare=False, repr=False)
+
+    @property
+    def display(self) -> str:
+        """The URL as results, errors and logs name it: a password in it is masked."""
+        parts = urlsplit(self.url)
+        if parts.password is None:
+            return self.url
+        host = parts.netloc.rpartition("@")[2]
+        return urlunsplit(parts._replace(netloc=f"{parts.username}:***@{host}"))
+
+
+def base_urls(base_url: str | Sequence[str]) -> tuple[str, ...]:
+    """The servers of ``base_url`` (one URL, or a list or tuple of them in order of
+    preference), each without its trailing ``/``.
+
+    Raises:
+        ValueError: no URL, an empty one, or one given twice.
+        TypeError: neither a string nor a list or tuple of strings.
+    """
+    urls = (base_url,) if isinstance(base_url, str) else base_url
+    if not isinstance(urls, list | tuple) or not all(isinstance(u, str) for u in urls):
+        raise TypeError("base_url takes a URL, or a list or tuple of URLs")
+    stripped = tuple(u.strip().rstrip("/") for u in urls)
+    if not stripped or not all(stripped):
+        raise ValueError("base_url needs at least one URL, and no empty one")
+    if len(set(stripped)) != len(stripped):
+        raise ValueError("base_url names a server twice")
+    return stripped
+
+
+def record(breaker: CircuitBreaker, trial: bool, exc: BaseException | None) -> None:
+    """Give ``breaker`` the verdict of a visit that ended with ``exc`` (``None``: success)."""
+    if exc is None or isinstance(exc, GeneratorExit):  # a consumer leaving a healthy stream
+        breaker.success()
+    elif server_fault(exc):
+        breaker.failure()
+    elif isinstance(exc, ChatTTSError):  # the server answered: an input error
+        breaker.success()
+    else:  # cancelled: no verdict
+        breaker.release(trial)
+
+
+class Route:
+    """Which endpoint each attempt of one call goes to, and what the endpoints' breakers hear.
+
+    Endpoints are tried in the client's order of preference:
+
+    - A call starts on the first endpoint whose breaker admits it (closed, or half-open with
+      no trial in flight); an endpoint whose circuit is open is skipped. When none admits it
+      the call raises :class:`CircuitOpenError` without touching the network.
+    - A failure that may be retried (:func:`retryable`, the same rule as for a retry) moves
+      the call at once to the next endpoint that this round has not tried and that admits
+      it: a failover, with no wait and no retry counted (see :meth:`failover`).
+    - When no endpoint is left, a retry (counted against ``max_retries``, after the
+      backoff) starts a new round on the first endpoint that admits the call again
+      (:meth:`next_round`). With one endpoint this is exactly the retry of before.
+
+    Each endpoint's breaker gets one verdict per *visit* — a run of consecutive attempts of
+    the call on it: a failure when the call moves off it, the call's outcome when the call
+    ends on it. With a single endpoint a breaker therefore counts calls, as
+    :class:`CircuitBreaker` says. A call that is not ``guarded`` (health) ignores the
+    breakers: it tries every endpoint in order. Not thread-safe: one per call.
+    """
+
+    def __init__(self, endpoints: Sequence[Endpoint], guarded: bool = True) -> None:
+        self.endpoints = endpoints
+        self.guarded = guarded
+        self.current: int | None = None  # the endpoint of the visit in progress
+        self.trial = False  # that visit is its breaker's half-open trial
+        self._tried: set[int] = set()  # this round
+        self._round_after: ChatTTSError | None = None  # a new round is due, after this
+
+    @property
+    def endpoint(self) -> Endpoint | None:
+        """The endpoint of the visit in progress (``None`` before the call is admitted)."""
+        return None if self.current is None else self.endpoints[self.current]
+
+    def admit(self) -> None:
+        """Admit the call on the first endpoint that admits it.
+
+        Raises:
+            CircuitOpenError: every endpoint's circuit is open; ``retry_in`` is the soonest
+                a trial may go.
+        """
+        refusals = []
+        for index in range(len(self.endpoints)):
+            refused = self._visit(index, None)
+            if refused is None:
+                return
+            refusals.append(refused)
+        if len(refusals) == 1:
+            raise refusals[0]
+        retry_in = min(r.retry_in for r in refusals)
+        raise CircuitOpenError(
+            f"the circuits of all {len(refusals)} endpoints are open; "
+            f"the first trial may go in {retry_in:.1f}s",
+            retry_in=retry_in,
+        )
+
+    def attempt(self) -> Endpoint:
+        """The endpoint the next attempt goes to (after :meth:`next_round`: the first that
+        admits the call, the current one failing that)."""
+        assert self.current is not None, "admit() first"
+        if self._round_after is not None:
+            failed, self._round_after = self._round_after, None
+            self._tried.clear()
+            for index in range(len(self.endpoints)):
+                if self._visit(index, failed) is None:
+                    break
+        self._tried.add(self.current)
+        return self.endpoints[self.current]
+
+    def failover(self, failed: ChatTTSError) -> bool:
+        """Move to the next endpoint, in order, that this round has not tried and whose
+        breaker admits the call, after the retryable failure ``failed``; False when there
+        is none (the call stays where it is)."""
+        return any(
+            self._visit(index, failed) is None
+            for index in range(len(self.endpoints))
+            if index not in self._tried
+        )
+
+    def next_round(self, failed: ChatTTSError) -> None:
+        """Start a new round of endpoints at the next :meth:`attempt` (a retry)."""
+        self._round_after = failed
+
+    def end(self, exc: BaseException | None) -> None:
+        """The call ended, with ``exc`` (``None``: success): the verdict of its last visit."""
+        endpoint = self.endpoint
+        if self.guarded and endpoint is not None and endpoint.breaker is not None:
+            record(endpoint.breaker, self.trial, exc)
+
+    def _visit(self, index: int, failed: ChatTTSError | None) -> CircuitOpenError | None:
+        """Move the call to endpoint ``index`` if its breaker admits it (the current one
+        always does), giving the one left its verdict: ``failed``. The refusal, if not."""
+        if index == self.current:
+            return None
+        trial = False
+        breaker = self.endpoints[index].breaker
+        if self.guarded and breaker is not None:
+            try:
+                trial = breaker.acquire()
+            except CircuitOpenError as refused:
+                return refused
+        left = self.endpoint
+        if self.guarded and left is not None and left.breaker is not None:
+            record(left.breaker, self.trial, failed)
+        self.current, self.trial = index, trial
+        return None
+
+
+# --- one call --------------------------------------------------------------------------------
+
+
 @dataclass
 class Call:
-    """One call, across its attempts: its name and ``X-Request-ID`` (for errors and logs) and
-    its budget (deadline, retries)."""
+    """One call, across its attempts: its name and ``X-Request-ID`` (for errors and logs), its
+    budget (deadline, retries) and its :class:`Route` between endpoints."""
 
     name: str
     request_id: str
     deadline: float | None
     max_retries: int
-    guarded: bool  # counted by the breaker
+    route: Route
     idempotent: bool = True  # False: changes something, so repeated only if surely not done
-    trial: bool = False
     retries: int = 0
+
+    @property
+    def endpoint(self) -> str | None:
+        """The endpoint of the current attempt, as results and errors name it."""
+        endpoint = self.route.endpoint
+        return None if endpoint is None else endpoint.display
 
 
 def server_fault(exc: BaseException) -> bool:

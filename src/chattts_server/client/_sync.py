@@ -8,7 +8,7 @@ import builtins
 import os
 import random as _random
 import time
-from collections.abc import Callable, Generator, Iterator, Mapping
+from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from contextlib import closing
 from pathlib import Path
 from types import TracebackType
@@ -44,6 +44,9 @@ __all__ = ["Client", "Voices"]
 class Client(BaseClient):
     """A blocking client of one chattts-server, safe to share between threads.
 
+    Or of several: ``base_url=[primary, secondary, …]`` sends each call to the first server
+    that is up, and moves a failed call on to the next.
+
     Keeps connections alive in a pool; close it with ``close()`` (or use it as a context
     manager: ``with``) when done. See :class:`~chattts_server.client.BaseClient` for
     the arguments both clients share. Break out of :meth:`stream` early inside
@@ -63,7 +66,7 @@ class Client(BaseClient):
 
     def __init__(
         self,
-        base_url: str = DEFAULT_URL,
+        base_url: str | Sequence[str] = DEFAULT_URL,
         *,
         timeout: Timeout | float = DEFAULT_TIMEOUT,
         retries: int | RetryPolicy = 2,
@@ -157,7 +160,8 @@ class Client(BaseClient):
                     delay = self._retry_delay(call, exc)
                     if delay is None:
                         raise
-                self._sleep(delay)
+                if delay:  # 0: failing over to another endpoint, at once
+                    self._sleep(delay)
 
     def stream_to(
         self,
@@ -188,9 +192,11 @@ class Client(BaseClient):
 
     def health(self) -> Health:
         """The server's readiness (``GET /readyz``): one attempt, not counted by the breaker.
+        With several endpoints: of the first, in order, that answers (``Health.endpoint``);
+        breakers are not asked.
 
         Raises:
-            TransportError: the server cannot be reached.
+            TransportError: no server can be reached.
         """
         return self._run(requests.health())
 
@@ -210,16 +216,19 @@ class Client(BaseClient):
                 delay = self._retry_delay(call, exc)
                 if delay is None:
                     raise
-            self._sleep(delay)
+            if delay:  # 0: failing over to another endpoint, at once
+                self._sleep(delay)
 
     def _attempt(self, call: Call, request: Request[Any]) -> httpx.Response:
-        """One attempt: the response of a success (or an accepted status), else the error."""
+        """One attempt, on the endpoint of the call's route: the response of a success (or an
+        accepted status), else the error."""
+        timeout = self._timeout_for(call)
         sent = self._http.build_request(
             request.method,
-            request.path,
+            self._url(call, request.path),
             json=request.json,
             headers=request.headers(call, self._auth),
-            timeout=self._timeout_for(call),
+            timeout=timeout,
         )
         try:
             response = self._http.send(sent, stream=request.stream)

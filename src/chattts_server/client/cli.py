@@ -9,9 +9,11 @@ chattts-server voices delete NAME
 chattts-server voices export [-o FILE]
 chattts-server voices import FILE [--overwrite]
 
-Every command also takes [--url URL] [--timeout S] [--retries N] [--api-key KEY] [--ca FILE]
+Every command also takes [--url URL]... [--timeout S] [--retries N] [--api-key KEY] [--ca FILE]
 [--cert FILE --key FILE]; the URL and the API key default to $CHATTTS_SERVER_URL and
-$CHATTTS_SERVER_API_KEY.
+$CHATTTS_SERVER_API_KEY. Several servers — ``--url`` repeated, or URLs separated by commas, in
+the option or the variable — are tried in that order: a call fails over from one that is down
+to the next.
 
 Wire them into a CLI with ``add_say_parser(subparsers)`` and ``add_voices_parser(subparsers)``;
 each command's ``func`` takes the parsed arguments and returns the exit code (0 ok, 1 the call
@@ -49,7 +51,14 @@ def _connection_options() -> argparse.ArgumentParser:
     """The options every command shares: where the server is and how to reach it."""
     p = argparse.ArgumentParser(add_help=False)
     g = p.add_argument_group("connection")
-    g.add_argument("--url", help=f"server URL (default: ${URL_ENV}, else {DEFAULT_URL})")
+    g.add_argument(
+        "--url",
+        action="append",
+        metavar="URL",
+        help="server URL; repeat it (or separate URLs with commas) for servers to fail over "
+        "between, in order of preference (default: $" + URL_ENV + ", which may list several "
+        f"the same way, else {DEFAULT_URL})",
+    )
     g.add_argument("--timeout", type=float, metavar="S", help="deadline of the call, seconds")
     g.add_argument("--retries", type=int, default=2, metavar="N", help="default 2")
     g.add_argument(
@@ -299,11 +308,11 @@ def _voices_import(args: argparse.Namespace) -> int:
 def _with_client(args: argparse.Namespace, command: Callable[[Client], int]) -> int:
     """Run ``command`` with a client built from the connection options; an SDK error is
     reported on stderr, exit code 1."""
-    url = args.url or os.environ.get(URL_ENV) or DEFAULT_URL
+    urls = server_urls(args.url, os.environ.get(URL_ENV))
     timeout = DEFAULT_TIMEOUT if args.timeout is None else Timeout.of(args.timeout)
     try:
         client = Client(
-            url, timeout=timeout, retries=args.retries, breaker_threshold=None,
+            urls, timeout=timeout, retries=args.retries, breaker_threshold=None,
             api_key=args.api_key or os.environ.get(API_KEY_ENV) or None,
             ca=args.ca, cert=args.cert, key=args.key,
         )  # fmt: skip
@@ -319,8 +328,19 @@ def _with_client(args: argparse.Namespace, command: Callable[[Client], int]) -> 
             return _failed(exc)
 
 
+def server_urls(options: Sequence[str] | None, env: str | None) -> list[str]:
+    """The servers to use, in order: the ``--url`` options, else the environment variable,
+    else the default; each may hold several URLs separated by commas."""
+    for source in (options or [], [env or ""]):
+        urls = [url.strip() for value in source for url in value.split(",") if url.strip()]
+        if urls:
+            return urls
+    return [DEFAULT_URL]
+
+
 def _failed(exc: ChatTTSError) -> int:
-    note = f" [request {exc.request_id}]" if exc.request_id else ""
+    where = f" at {exc.endpoint}" if exc.endpoint else ""
+    note = f" [request {exc.request_id}{where}]" if exc.request_id else ""
     if isinstance(exc, StreamInterruptedError):
         note += f" after {exc.bytes_received} bytes of audio"
     print(f"error: {exc}{note}", file=sys.stderr)

@@ -1,6 +1,6 @@
 """Every error the SDK raises::
 
-    ChatTTSError                      (message, status, code, param, request_id)
+    ChatTTSError                      (message, status, code, param, request_id, endpoint)
     ├── TransportError                no HTTP answer (``request_sent``: may it have arrived?)
     │   ├── ConnectError              could not connect, or the connection dropped
     │   └── TimeoutError              connect / read timeout, or the call's deadline
@@ -21,7 +21,8 @@
     └── StreamError                   the server sent ``event: error`` mid-stream
 
 ``status``, ``code`` and ``param`` are ``None`` where they do not apply; ``request_id`` is the id
-the server logged (the one the client sent in ``X-Request-ID``).
+the server logged (the one the client sent in ``X-Request-ID``); ``endpoint`` is the server the
+call's last attempt went to (the client's base URL of it; ``None`` when no attempt was made).
 """
 
 from __future__ import annotations
@@ -50,7 +51,14 @@ __all__ = [
 
 
 class ChatTTSError(Exception):
-    """Base of every SDK error."""
+    """Base of every SDK error.
+
+    Attributes:
+        endpoint: The base URL of the server the call's last attempt went to (a password in
+            it masked), set by the client; ``None`` when no attempt was made.
+    """
+
+    endpoint: str | None = None
 
     def __init__(
         self,

@@ -75,6 +75,8 @@ class Audio:
         request_id: The server's request id (``None`` for a fallback clip).
         fallback: True when this is the prerecorded fallback, not synthesized speech.
         ignored_fields: Request fields the server ignored (``X-Ignored-Fields``).
+        endpoint: The base URL of the server that made it, one of the client's (``None``
+            for a fallback clip).
     """
 
     data: bytes = field(repr=False)
@@ -83,6 +85,7 @@ class Audio:
     request_id: str | None = None
     fallback: bool = False
     ignored_fields: tuple[str, ...] = ()
+    endpoint: str | None = None
 
     @property
     def duration(self) -> float | None:
@@ -125,13 +128,15 @@ class Progress:
 
 @dataclass(frozen=True)
 class Done:
-    """Stream event, always the last: the stream is complete."""
+    """Stream event, always the last: the stream is complete. ``endpoint`` is the base URL
+    of the server that streamed it, one of the client's."""
 
     request_id: str
     audio_duration_ms: int
     elapsed_ms: int
     time_to_first_audio_ms: int | None
     finish_reason: str
+    endpoint: str | None = None
 
 
 StreamEvent: TypeAlias = AudioChunk | Progress | Done
@@ -195,9 +200,11 @@ class Health:
     """The server's readiness: ``ready`` once the model is loaded and warmed up.
 
     ``status`` is ``ready``, ``loading`` or ``loading failed: …``; ``model`` describes the
-    loaded model (device, sample rate, source) when ready.
+    loaded model (device, sample rate, source) when ready; ``endpoint`` is the base URL of the
+    server that answered, one of the client's.
     """
 
     status: str
     ready: bool
     model: dict[str, Any] | None = None
+    endpoint: str | None = None
