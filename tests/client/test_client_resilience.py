@@ -158,10 +158,23 @@ async def test_a_gateway_502_is_retried(make_client: MakeClient) -> None:
 
 
 async def test_a_non_json_error_body_still_maps_to_its_status(make_client: MakeClient) -> None:
+    """A change to the voice library is not repeated after a 500 of any kind."""
     script = Script(httpx.Response(500, text="upstream exploded"))
     with pytest.raises(InternalServerError, match="HTTP 500: upstream exploded") as info:
-        await call(make_client(script), "voices.list")
+        await call(make_client(script), "voices.create", "narrator", seed=1)
     assert info.value.code is None and info.value.request_id == script.request_ids[0]
+    assert info.value.from_server is False and len(script.requests) == 1
+
+
+@pytest.mark.parametrize("method", ["synthesize", "voices.list"])
+async def test_a_gateways_500_is_retried_like_a_502(make_client: MakeClient, method: str) -> None:
+    """Ray Serve's proxy answers the requests of a replica that died with a bare 500 (not the
+    server's JSON error): a read or a synthesis is repeated; the server's own 500 is not."""
+    answer = audio() if method == "synthesize" else httpx.Response(200, json={"data": []})
+    script = Script(httpx.Response(500, text="Internal Server Error"), answer)
+    await call(make_client(script), method, *(["hi"] if method == "synthesize" else []))
+    assert len(script.requests) == 2
+    assert script.request_ids[0] == script.request_ids[1]  # the same request, repeated
 
 
 async def test_the_deadline_caps_timeouts_and_stops_retries(

@@ -99,6 +99,7 @@ def status_error(call: Call, response: httpx.Response, body: bytes) -> APIStatus
         request_id=_str(detail.get("request_id"))
         or response.headers.get("x-request-id", call.request_id),
         retry_after=retry_after(response.headers.get("retry-after")),
+        from_server=bool(detail),
     )
 
 

@@ -58,7 +58,9 @@ class RetryPolicy:
     """When and how long to wait before retrying.
 
     Retried: 429, 502, 503, 504, connection failures and timeouts — and a stream only while
-    nothing of it has been delivered. A call that changes the voice library (create, update,
+    nothing of it has been delivered. A 500 is the server's verdict and is not retried, unless
+    its body is not the server's error object: then a proxy made it (Ray Serve's, when the
+    replica behind it died) and it counts as a 502. A call that changes the voice library (create, update,
     delete, import) is retried only when the server surely did nothing: the connection could
     not be opened (:attr:`TransportError.request_sent` is false), or a 429 or 503 (refused
     before any work). After a dropped connection, a read timeout, a 502 or a 504 the change
@@ -362,6 +364,8 @@ def retryable(exc: ChatTTSError, *, idempotent: bool = True) -> bool:
     not ``idempotent`` is repeated only if the server surely did nothing (see
     :class:`RetryPolicy`)."""
     if isinstance(exc, APIStatusError):
+        if idempotent and exc.status == 500 and not exc.from_server:
+            return True  # a gateway's 500 (the server behind it died): as a 502
         return exc.status in (RETRY_STATUSES if idempotent else REFUSED_STATUSES)
     if not idempotent:
         return isinstance(exc, TransportError) and not exc.request_sent

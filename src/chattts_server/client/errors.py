@@ -112,6 +112,8 @@ class APIStatusError(ChatTTSError):
     Attributes:
         type: The error body's ``type`` (``invalid_request_error``, ``overloaded_error``, …).
         retry_after: The ``Retry-After`` header in seconds, when the server sent one.
+        from_server: The body is chattts-server's error object; False for a page a proxy or
+            gateway made (Ray Serve's proxy answers a replica's death with a bare 500).
     """
 
     status: int
@@ -126,10 +128,12 @@ class APIStatusError(ChatTTSError):
         param: str | None = None,
         request_id: str | None = None,
         retry_after: float | None = None,
+        from_server: bool = True,
     ) -> None:
         super().__init__(message, status=status, code=code, param=param, request_id=request_id)
         self.type = type
         self.retry_after = retry_after
+        self.from_server = from_server
 
 
 class BadRequestError(APIStatusError):
@@ -166,7 +170,9 @@ class RateLimitError(APIStatusError):
 
 
 class InternalServerError(APIStatusError):
-    """500 (synthesis failed) or another 5xx. Not retried."""
+    """500 (synthesis failed) or another 5xx. Not retried — except a 500 that is not the
+    server's own (``from_server`` false: a proxy's, e.g. when the replica behind it died),
+    which is retried like a 502."""
 
 
 class ServiceUnavailableError(APIStatusError):
