@@ -46,6 +46,12 @@ class Settings(BaseSettings):
         description="saved voices and generated test models (default: the user data dir, "
         "~/.local/share/chattts-server)",
     )
+    database_url: str | None = Field(
+        None,
+        description="saved voices in PostgreSQL, shared by every server pointed at it: "
+        "postgresql://user:password@host:5432/dbname (needs the postgres extra; a flag shows in "
+        "ps: prefer the env var); default: SQLite in data_dir",
+    )
     # limits
     max_text_chars: int = Field(4000, ge=1, description="longest text of a request")
     max_segment_chars: int = Field(

@@ -1,10 +1,13 @@
-"""The voice library over HTTP, on the live app (tiny model)."""
+"""The voice library over HTTP, on a live app (tiny model), once on each store: the session's
+server (SQLite in its data dir) and one whose voices are in PostgreSQL."""
 
 from __future__ import annotations
 
 import base64
 import io
 import uuid
+from collections.abc import Iterator
+from typing import Any
 
 import httpx
 import numpy as np
@@ -12,6 +15,31 @@ import pytest
 import soundfile as sf
 
 from chattts_server.audio import decode_audio
+from conftest import LiveServer, make_settings
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgres"])
+def store_live(
+    request: pytest.FixtureRequest, live: LiveServer, engine: Any
+) -> Iterator[LiveServer]:
+    if request.param == "sqlite":
+        yield live
+        return
+    from chattts_server.server import create_app
+
+    pg = request.getfixturevalue("postgres")
+    url = pg.new_database()
+    try:
+        with LiveServer(create_app(make_settings(database_url=url), engine)) as srv:
+            yield srv
+    finally:
+        pg.drop_database(url)
+
+
+@pytest.fixture
+def http(store_live: LiveServer) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=store_live.url, timeout=120) as client:
+        yield client
 
 
 def clip(seconds: float, rate: int = 16000) -> str:

@@ -1,4 +1,6 @@
-"""Saved voices across server processes: restart, and SIGKILL in the middle of a burst."""
+"""Saved voices across server processes: restart, and SIGKILL in the middle of a burst — on
+each store (``voice_db``: SQLite in the data dir, and PostgreSQL, whose server survives the
+killed process)."""
 
 from __future__ import annotations
 
@@ -20,7 +22,7 @@ import httpx
 import numpy as np
 import soundfile as sf
 
-from chattts_server.server.voicestore import VoiceStore
+from .conftest import VoiceDB
 
 
 def free_port() -> int:
@@ -30,11 +32,11 @@ def free_port() -> int:
 
 
 @contextmanager
-def server(model_dir: Path, data_dir: Path) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+def server(model_dir: Path, db: VoiceDB) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
     port = free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "chattts_server.cli", "serve", "--model-dir", str(model_dir),
-         "--data-dir", str(data_dir), "--host", "127.0.0.1", "--port", str(port),
+         *db.serve_args(), "--host", "127.0.0.1", "--port", str(port),
          "--max-new-tokens", "32", "--log-level", "warning"],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
@@ -64,27 +66,27 @@ def clip_b64() -> str:
     return base64.b64encode(buf.getvalue()).decode()
 
 
-def test_voice_survives_a_restart_sample_identical(tiny_model_dir: Path, tmp_path: Path) -> None:
+def test_voice_survives_a_restart_sample_identical(tiny_model_dir: Path, voice_db: VoiceDB) -> None:
     body = {"text": "Restart me.", "voice": "keeper", "manual_seed": 8}
-    with server(tiny_model_dir, tmp_path) as (url, _):
+    with server(tiny_model_dir, voice_db) as (url, _):
         r = httpx.post(f"{url}/v1/voices", json={"name": "keeper", "ref_audio": clip_b64(),
                                                  "ref_text": "一二三"})  # fmt: skip
         assert r.status_code == 201, r.text
         first = httpx.post(f"{url}/v1/tts", json=body, timeout=60)
         assert first.status_code == 200
-    with server(tiny_model_dir, tmp_path) as (url, _):
+    with server(tiny_model_dir, voice_db) as (url, _):
         assert "keeper" in {v["id"] for v in httpx.get(f"{url}/v1/voices").json()["data"]}
         second = httpx.post(f"{url}/v1/tts", json=body, timeout=60)
     assert second.content == first.content
 
 
 def test_sigkill_during_a_burst_of_creates_loses_nothing_acknowledged(
-    tiny_model_dir: Path, tmp_path: Path
+    tiny_model_dir: Path, voice_db: VoiceDB
 ) -> None:
     acknowledged: list[str] = []
     lock = threading.Lock()
     stop = threading.Event()
-    with server(tiny_model_dir, tmp_path) as (url, proc):
+    with server(tiny_model_dir, voice_db) as (url, proc):
 
         def burst(worker: int) -> None:
             with httpx.Client(base_url=url, timeout=10) as c:
@@ -111,9 +113,10 @@ def test_sigkill_during_a_burst_of_creates_loses_nothing_acknowledged(
         stop.set()
         for t in threads:
             t.join(30)
-    db = tmp_path / "voices.db"
-    assert sqlite3.connect(db).execute("PRAGMA integrity_check").fetchone()[0] == "ok"
-    store = VoiceStore(db)  # what the server does at start
+    if voice_db.url is None:
+        db = voice_db.data_dir / "voices.db"
+        assert sqlite3.connect(db).execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    store = voice_db.open()  # what the server does at start
     saved = {v.name: v for v in store.list()}
     assert set(acknowledged) <= set(saved)
     for v in saved.values():  # none half-written

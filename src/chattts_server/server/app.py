@@ -39,7 +39,7 @@ from .routers import browser, openai, system, tts, voices
 from .security import APIKeyAuth, RateLimit, SendTimeout, StreamTokens
 from .speech import SpeechService
 from .voices import VoiceLibrary
-from .voicestore import VoiceStore
+from .voicestore import StoreUnavailableError, VoiceStore, VoiceStoreError, open_store
 from .worker import SynthesisWorker
 
 log = logging.getLogger(__name__)
@@ -50,13 +50,17 @@ def create_app(
     settings: Settings | None = None,
     engine: Engine | None = None,
     on_fatal: Callable[[BaseException], None] | None = None,
+    store: VoiceStore | None = None,
 ) -> FastAPI:
     """Build the app. ``engine`` defaults to a :class:`ChatTTSEngine` from ``settings``;
-    ``on_fatal`` is called if the model fails to load (``serve`` stops the server)."""
+    ``on_fatal`` is called if the model fails to load (``serve`` stops the server); ``store``
+    (the app closes it) defaults to the one ``settings`` name (:func:`open_store`: raises
+    :class:`VoiceStoreError` with advice when it cannot be opened)."""
     settings = settings or Settings()
     engine = engine or ChatTTSEngine(settings.engine_config())
     metrics = Metrics()
-    store = VoiceStore(settings.data_dir / "voices.db")
+    if store is None:
+        store = open_store(settings.database_url, settings.data_dir)
     worker = SynthesisWorker(
         engine,
         metrics,
@@ -207,7 +211,10 @@ def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(APIError)
     @app.exception_handler(EngineError)
     @app.exception_handler(AudioError)
+    @app.exception_handler(VoiceStoreError)
     async def on_known(request: Request, exc: Exception) -> JSONResponse:
+        if isinstance(exc, StoreUnavailableError):
+            log.error("request %s: %s", request_id(request), exc)  # redacted, not in the answer
         return respond(request, translate(exc))
 
     @app.exception_handler(Exception)

@@ -15,6 +15,7 @@ Every error response has OpenAI's shape ``{"error": {"message", "type", "param",
     ├── RateLimitedError        429 rate_limit_error (+ Retry-After) — per-key rate or streams
     ├── OverloadedError         503 overloaded_error (+ Retry-After)
     ├── NotReadyError           503 service_unavailable (model still loading)
+    ├── StoreDownError          503 service_unavailable (+ Retry-After) — voice database down
     ├── DeadlineExceededError   504 timeout_error — the request's deadline passed
     └── InternalError           500 server_error (request id, no stack trace)
 """
@@ -26,6 +27,7 @@ from typing import Any
 from ..audio import AudioError
 from ..audio import NotAcceptableError as AudioNotAcceptable
 from ..engine import EngineError, EngineNotReadyError, InvalidInputError
+from .voicestore import StoreUnavailableError, UnstorableValueError, VoiceStoreError
 
 
 class APIError(Exception):
@@ -108,6 +110,10 @@ class NotReadyError(APIError):
     status, type, code = 503, "service_unavailable", "model_not_ready"
 
 
+class StoreDownError(APIError):
+    status, type, code = 503, "service_unavailable", "voice_store_unavailable"
+
+
 class InternalError(APIError):
     status, type, code = 500, "server_error", "internal_error"
 
@@ -128,6 +134,14 @@ def translate(exc: BaseException) -> APIError:
         return BadRequestError(exc.message, code=exc.code, param=exc.field or "format")
     if isinstance(exc, EngineError):
         return InternalError("synthesis failed", code=exc.code)
+    if isinstance(exc, StoreUnavailableError):  # the message names no password (redacted)
+        return StoreDownError(
+            "the voice database is unreachable; retry later", headers={"Retry-After": "5"}
+        )
+    if isinstance(exc, UnstorableValueError):
+        return BadRequestError(exc.message, code=exc.code, param=exc.field)
+    if isinstance(exc, VoiceStoreError):
+        return InternalError("voice store error", code=exc.code)
     return InternalError("internal error")
 
 

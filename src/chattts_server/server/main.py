@@ -36,17 +36,26 @@ def run(args: argparse.Namespace) -> int:
     from ..engine.loader import resolve
     from .app import create_app
     from .observe import configure_logging
+    from .voicestore import VoiceStoreError, open_store
 
     settings = settings_from_args(args)
     configure_logging(settings.log_level)
     if getattr(args, "test_model", None):
         settings = _with_test_model(settings, args.test_model)
     engine = ChatTTSEngine(settings.engine_config())
-    try:  # fail at start-up, with advice, before opening the port
+    # fail at start-up, with advice, before opening the port: first the voice store (opened and
+    # migrated here; a database it cannot reach says why at once), then the model
+    try:
+        store = open_store(settings.database_url, settings.data_dir)
+    except VoiceStoreError as exc:
+        print(f"chattts-server: {exc}", file=sys.stderr)
+        return 2
+    try:
         import ChatTTS
 
         resolve(settings.engine_config().model_dir, settings.allow_download, ChatTTS.Chat())
     except ModelLoadError as exc:
+        store.close()
         print(f"chattts-server: {exc.message}", file=sys.stderr)
         return 2
     server: uvicorn.Server | None = None
@@ -56,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
         if server is not None:
             server.should_exit = True
 
-    app = create_app(settings, engine, on_fatal=fatal)
+    app = create_app(settings, engine, on_fatal=fatal, store=store)
     config = uvicorn.Config(
         app,
         host=settings.host,

@@ -33,7 +33,7 @@ _DESCRIPTIONS = {
     415: "body is not application/json",
     429: "rate limit or concurrent-stream limit (Retry-After)",
     500: "engine failure; the body carries the request id",
-    503: "overloaded (Retry-After) or model not ready",
+    503: "overloaded, model not ready or voice database unreachable (Retry-After)",
     504: "the request deadline (X-Request-Timeout) passed",
 }
 

@@ -1,4 +1,5 @@
-"""The voice library: built-in OpenAI names, ``seed:N``, and saved voices (SQLite).
+"""The voice library: built-in OpenAI names, ``seed:N``, and saved voices (a :class:`VoiceStore`:
+SQLite, or PostgreSQL shared by several servers).
 
 A saved voice keeps what makes it sound the same forever: the speaker string (seed and
 speaker-string voices) or the encoded reference clip and its transcript, the fingerprint of the

@@ -47,7 +47,7 @@ def library(request: Request) -> VoiceLibrary:
     return lib
 
 
-@router.get("", response_model=VoiceList, responses=errors(401, 429, 500))
+@router.get("", response_model=VoiceList, responses=errors(401, 429, 500, 503))
 async def list_voices(request: Request) -> VoiceList:
     """Voices usable as ``voice``: the OpenAI names (fixed seeds) and saved voices;
     ``seed:N`` always works too."""
@@ -68,7 +68,7 @@ async def create_voice(request: Request, body: VoiceCreate) -> VoiceInfo:
     return lib.info(await lib.create(body))
 
 
-@router.get("/export", response_model=VoiceExport, responses=errors(401, 429, 500))
+@router.get("/export", response_model=VoiceExport, responses=errors(401, 429, 500, 503))
 async def export_voices(request: Request) -> VoiceExport:
     """Every saved voice as one JSON document, for ``POST /v1/voices/import`` elsewhere."""
     return await library(request).export()
@@ -78,7 +78,7 @@ async def export_voices(request: Request) -> VoiceExport:
     "/import",
     response_model=ImportResult,
     dependencies=[Depends(require_json)],
-    responses=errors(400, 401, 413, 415, 429, 500),
+    responses=errors(400, 401, 413, 415, 429, 500, 503),
 )
 async def import_voices(
     request: Request, body: VoiceExport, overwrite: bool = Query(False)
@@ -89,7 +89,9 @@ async def import_voices(
 
 
 @router.get(
-    "/{name:voice}", response_model=VoiceInfo, responses=errors(400, 401, 404, 405, 429, 500)
+    "/{name:voice}",
+    response_model=VoiceInfo,
+    responses=errors(400, 401, 404, 405, 429, 500, 503),
 )
 async def get_voice(request: Request, name: str = NAME) -> VoiceInfo:
     lib = library(request)
@@ -100,7 +102,7 @@ async def get_voice(request: Request, name: str = NAME) -> VoiceInfo:
     "/{name:voice}",
     response_model=VoiceInfo,
     dependencies=[Depends(require_json)],
-    responses=errors(400, 401, 404, 405, 413, 415, 429, 500),
+    responses=errors(400, 401, 404, 405, 413, 415, 429, 500, 503),
 )
 async def update_voice(request: Request, body: VoicePatch, name: str = NAME) -> VoiceInfo:
     """Change a voice's description, language or defaults (its sound never changes)."""
@@ -112,7 +114,7 @@ async def update_voice(request: Request, body: VoicePatch, name: str = NAME) -> 
     "/{name:voice}",
     status_code=204,
     response_class=Response,
-    responses=errors(400, 401, 404, 405, 429, 500),
+    responses=errors(400, 401, 404, 405, 429, 500, 503),
 )
 async def delete_voice(request: Request, name: str = NAME) -> Response:
     await library(request).delete(name)
