@@ -150,6 +150,10 @@ def build_parser() -> argparse.ArgumentParser:
     add_flags(p)
     p.set_defaults(func=_serve)
 
+    from .server.rayserve import add_parser as add_serve_ray_parser
+
+    add_serve_ray_parser(sub)
+
     from .client.cli import add_say_parser, add_voices_parser
 
     add_say_parser(sub)

@@ -60,11 +60,11 @@ class RetryPolicy:
     Retried: 429, 502, 503, 504, connection failures and timeouts — and a stream only while
     nothing of it has been delivered. A 500 is the server's verdict and is not retried, unless
     its body is not the server's error object: then a proxy made it (Ray Serve's, when the
-    replica behind it died) and it counts as a 502. A call that changes the voice library (create, update,
-    delete, import) is retried only when the server surely did nothing: the connection could
-    not be opened (:attr:`TransportError.request_sent` is false), or a 429 or 503 (refused
-    before any work). After a dropped connection, a read timeout, a 502 or a 504 the change
-    may or may not have happened: the error is raised, and ``voices.get()`` tells.
+    replica behind it died) and it counts as a 502. A call that changes the voice library
+    (create, update, delete, import) is retried only when the server surely did nothing: the
+    connection could not be opened (:attr:`TransportError.request_sent` is false), or a 429 or
+    503 (refused before any work). After a dropped connection, a read timeout, a 502 or a 504
+    the change may or may not have happened: the error is raised, and ``voices.get()`` tells.
 
     With several endpoints, a failure retried by these rules first moves the call to the
     next endpoint, at once and without counting a retry; the retries and their waits come
