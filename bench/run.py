@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import platform
 import resource
 import statistics
@@ -128,6 +129,25 @@ class Bench:
                 first = time.perf_counter() - started
         return first or float("nan"), time.perf_counter() - started
 
+    def stock_first_audio(self, n: int) -> float:
+        """Time to stock streaming's first non-empty audio for ``n`` tokens, then stop it."""
+
+        def run() -> float:
+            started = time.perf_counter()
+            it = self.stock.infer(
+                TEXT, stream=True, skip_refine_text=True, params_infer_code=self.stock_params(n)
+            )
+            try:
+                for wav in it:
+                    if np.asarray(wav).size:
+                        return time.perf_counter() - started
+                return float("nan")
+            finally:
+                it.close()
+                self.stock.context.set(False)  # closing sets ChatTTS's interrupt flag
+
+        return self.torch.call(run)
+
     def first_audio(self, n: int, engine: Any) -> float:
         """Time to the first streamed audio of an ``n``-token request, then stop it."""
         from chattts_server.engine import SynthesisRequest
@@ -164,9 +184,11 @@ class Bench:
         }
 
     def streaming(self, n: int) -> dict[str, Any]:
-        stock = [self.stock_stream(n) for _ in range(self.runs)]
-        ours = [self.ours(n, incremental=True) for _ in range(self.runs)]
-        whole = [self.ours(n)[1] for _ in range(self.runs)]
+        stock, ours, whole = [], [], []
+        for _ in range(self.runs):  # interleaved, so drift of the machine hits every side
+            stock.append(self.stock_stream(n))
+            ours.append(self.ours(n, incremental=True))
+            whole.append(self.ours(n)[1])
         s_first = statistics.median(s[0] for s in stock)
         s_total = statistics.median(s[1] for s in stock)
         o_first = statistics.median(o[0] for o in ours)
@@ -349,24 +371,36 @@ class Bench:
         one = np.concatenate([c.pcm for c in self.engine.synthesize(req)])
         rms = float(np.sqrt(np.mean(one.astype(np.float64) ** 2)))
         default = self.engine.config.stream_lookahead_tokens
-        sweep = []
+        engines = {}
         for lookahead in sorted({8, 12, 16, 20, 24, default}):
             eng = self.engine
             if lookahead != default:
                 cfg = replace(self.engine.config, stream_lookahead_tokens=lookahead)
                 eng = ChatTTSEngine(cfg, batcher=self.torch)
                 eng.load()
+            engines[lookahead] = eng
+        sweep = []
+        firsts: dict[int, list[float]] = {k: [] for k in engines}
+        stock_firsts = []
+        for eng in engines.values():
+            self.first_audio(ttfa_tokens, eng)  # warm
+        for _ in range(self.runs):  # interleaved with stock, so drift hits every side
+            stock_firsts.append(self.stock_first_audio(ttfa_tokens))
+            for lookahead, eng in engines.items():
+                firsts[lookahead].append(self.first_audio(ttfa_tokens, eng))
+        stock_first = statistics.median(stock_firsts)
+        for lookahead, eng in engines.items():
             inc = np.concatenate([c.pcm for c in eng.synthesize(replace(req, incremental=True))])
             assert inc.size == one.size
             err = float(np.max(np.abs(inc - one)))
-            self.first_audio(ttfa_tokens, eng)  # warm
-            firsts = [self.first_audio(ttfa_tokens, eng) for _ in range(self.runs)]
+            ttfa = statistics.median(firsts[lookahead])
             sweep.append({
                 "lookahead_tokens": lookahead,
                 "max_abs_error": float(f"{err:.3g}"),
                 "error_share_of_rms": float(f"{err / rms:.3g}"),
                 "error_db_re_rms": round(20 * float(np.log10(max(err, 1e-12) / rms)), 1),
-                "ttfa_s": round(statistics.median(firsts), 3),
+                "ttfa_s": round(ttfa, 3),
+                "ttfa_ratio_vs_stock": round(ttfa / stock_first, 3),
                 "first_audio_after_steps": eng.config.stream_first_tokens + lookahead,
             })  # fmt: skip
             if eng is not self.engine:
@@ -383,6 +417,7 @@ class Bench:
             "error_share_of_rms": ours["error_share_of_rms"],
             "ttfa_cost_vs_lookahead_8_ms": round(1000 * (ours["ttfa_s"] - old["ttfa_s"])),
             "ttfa_tokens": ttfa_tokens,
+            "stock_ttfa_s": round(stock_first, 3),
             "sweep": sweep,
         }
 
@@ -482,8 +517,11 @@ def main() -> None:
         "server_overhead": lambda: b.server_overhead(lengths[1]),
         "rss_growth": lambda: rss_growth(2 if args.quick else 10, b.torch),
     }
+    load: dict[str, Any] = result.setdefault("load_average_1min", {})
     for figure in args.only or FIGURES:
+        before = os.getloadavg()[0]
         result[figure] = figures[figure]()
+        load[figure] = [round(before, 2), round(os.getloadavg()[0], 2)]  # before, after
         out.write_text(json.dumps(result, indent=2) + "\n")
     peak = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
     result["peak_rss_mb"] = max(peak, result.get("peak_rss_mb", 0) if args.only else 0)
@@ -540,7 +578,7 @@ def markdown(r: dict[str, Any]) -> str:
         "",
         f"Stream boundaries by lookahead ({de['tokens']} tokens, decoders' layer scales "
         f"{de['layer_scales']}; time to first audio of the {de['ttfa_tokens']}-token request, "
-        f"stock {longest['stock_ttfa_s']} s):",
+        f"stock {de['stock_ttfa_s']} s, measured in turn with each):",
         "",
         "| lookahead (tokens) | max error, share of RMS | dB re RMS | first audio after (steps) "
         "| time to first audio | vs stock |",
@@ -551,7 +589,7 @@ def markdown(r: dict[str, Any]) -> str:
         f"| {w['lookahead_tokens']}{mark.get(w['lookahead_tokens'], '')} "
         f"| {100 * w['error_share_of_rms']:.3f}% | {w['error_db_re_rms']} "
         f"| {w['first_audio_after_steps']} | {w['ttfa_s']} s "
-        f"| {w['ttfa_s'] / longest['stock_ttfa_s']:.3f}× |"
+        f"| {w['ttfa_ratio_vs_stock']}× |"
         for w in de["sweep"]
     ]
     return f"# Speed ({r['machine']})\n\n{r['stock']}; peak RSS {r['peak_rss_mb']} MB.\n\n" + (
