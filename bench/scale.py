@@ -54,7 +54,7 @@ class Cluster:
         cmd = [sys.executable, "-m", "chattts_server.cli", "serve-ray", "--replicas",
                str(replicas), "--replica-cpus", str(cpus), "--num-cpus", "2", "--model-dir",
                str(model), "--data-dir", str(CACHE / "scale-data"), "--host", "127.0.0.1",
-               "--port", str(self.port), "--log-level", "warning", *extra]  # fmt: skip
+               "--port", str(self.port), *extra]  # fmt: skip
         env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
         self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT, env=env,
                                      start_new_session=True)  # fmt: skip
