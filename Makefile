@@ -29,7 +29,7 @@ test: install system-deps
 	$(VENV)/bin/ruff format --check src tests bench tools
 	$(VENV)/bin/mypy
 	GO=$(CURDIR)/$(VENV)/bin/go clients/go/check.sh
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest --ignore=tests/image $(PYTEST_ARGS)
 
 lint: install
 	$(VENV)/bin/ruff check src tests bench tools
@@ -43,6 +43,14 @@ unasync: install  # rewrite client/_sync.py from client/_async.py (a test checks
 
 bench: install
 	$(PY) -m bench.run
+
+.PHONY: image image-test
+
+image:  # the container image, built with podman from a locally made Debian base
+	tools/image.sh build
+
+image-test: install  # build the image, then tests/image/ against it; bench/results/image.json
+	PYTHON=$(PY) tools/image.sh test
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,34 @@
+"""compose.yaml agrees with the Dockerfile and the settings (no compose tool runs here)."""
+
+from __future__ import annotations
+
+import re
+
+import yaml
+
+from .conftest import REPO
+
+
+def dockerfile() -> str:
+    return (REPO / "Dockerfile").read_text(encoding="utf-8")
+
+
+def test_compose_mounts_runs_and_stops_the_server_as_the_image_expects() -> None:
+    service = yaml.safe_load((REPO / "compose.yaml").read_text(encoding="utf-8"))["services"][
+        "chattts"
+    ]
+    assert service["build"]["context"] == "."
+    targets = {v.rsplit(":", 2)[1] if v.endswith(":ro") else v.rsplit(":", 1)[1]
+               for v in service["volumes"]}  # fmt: skip
+    assert targets == {"/models", "/data"}
+    assert any(v.endswith(":/models:ro") for v in service["volumes"])
+    assert service["ports"] == ["9700:9700"]
+    assert "EXPOSE 9700" in dockerfile() and 'VOLUME ["/models", "/data"]' in dockerfile()
+    # the same check as the image's HEALTHCHECK
+    assert service["healthcheck"]["test"] == ["CMD", "chattts-healthcheck"]
+    assert 'CMD ["chattts-healthcheck"]' in dockerfile()
+    # SIGKILL comes only after the server's own bound for requests in flight
+    grace = int(service["environment"]["CHATTTS_SERVER_GRACEFUL_SHUTDOWN_S"])
+    stop = re.fullmatch(r"(\d+)s", service["stop_grace_period"])
+    assert stop and int(stop.group(1)) > grace
+    assert service["stop_signal"] == "SIGTERM" and "STOPSIGNAL SIGTERM" in dockerfile()
