@@ -133,3 +133,24 @@ def test_initial_layer_scales_on_request_and_stale_caches_regenerate(tmp_path: P
     stamp = (old / MANIFEST_NAME).stat().st_mtime_ns
     ensure_test_model(old, "tiny")
     assert (old / MANIFEST_NAME).stat().st_mtime_ns == stamp
+
+
+def test_ready_only_once_the_warm_up_is_done(
+    tiny_model_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """/readyz follows ``ready``: it must not turn true between loading and warming up."""
+    eng = ChatTTSEngine(EngineConfig(model_dir=str(tiny_model_dir), warmup=True))
+    seen = []
+    original = ChatTTSEngine._warm_up
+
+    def warm_up(self: ChatTTSEngine) -> None:
+        seen.append(self.ready)
+        original(self)  # synthesizes on the loaded model: it need not be "ready" for that
+        seen.append(self.ready)
+
+    monkeypatch.setattr(ChatTTSEngine, "_warm_up", warm_up)
+    assert not eng.ready
+    eng.load()
+    assert seen == [False, False] and eng.ready
+    eng.close()
+    assert not eng.ready

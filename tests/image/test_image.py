@@ -72,11 +72,6 @@ def server(image: str, model_dir: Path, volume: str) -> Iterator[tuple[str, str]
         podman("rm", "-f", "-v", "-t", "0", name, check=False)
 
 
-@pytest.mark.xfail(
-    reason="ChatTTSEngine.ready turns true when the weights are loaded, before _warm_up() runs "
-    "(engine/chattts_engine.py): /readyz can answer 200 during the warm-up; reported",
-    strict=False,  # a race: the warm-up of the tiny model is short, a poll may land after it
-)
 def test_ready_only_after_the_warm_up(server: tuple[str, str]) -> None:
     name, url = server
     _, log = wait_ready(name, url)  # the first 200 (this test runs first)

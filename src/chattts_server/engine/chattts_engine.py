@@ -140,6 +140,7 @@ class ChatTTSEngine:
         process); by default the engine has its own."""
         self.config = config or EngineConfig()
         self._chat: Any = None
+        self._warm = False  # loaded and warmed up: what ``ready`` reports
         self._model: ModelInfo | None = None
         self._device = "unloaded"
         self._lock = threading.Lock()  # refine text: ChatTTS's own loop, one at a time
@@ -155,7 +156,8 @@ class ChatTTSEngine:
 
     @property
     def ready(self) -> bool:
-        return self._chat is not None
+        """Loaded and warmed up (the warm-up itself runs on the loaded model before this)."""
+        return self._chat is not None and self._warm
 
     @property
     def info(self) -> EngineInfo:
@@ -183,6 +185,7 @@ class ChatTTSEngine:
         self._batcher.call(self._load)
         if self.config.warmup:
             self._warm_up()
+        self._warm = True
 
     def _load(self) -> None:
         import ChatTTS
@@ -223,6 +226,7 @@ class ChatTTSEngine:
 
     def close(self) -> None:
         self._chat = None
+        self._warm = False
         if self._owns_batcher:
             self._batcher.close()
 
