@@ -70,7 +70,9 @@ class Cluster:
                     r = c.get("/readyz")
                     if r.status_code == 200:
                         replica = r.headers["x-replica"]
-                        if exclude is None or self.pids().get(replica) != exclude:
+                        if exclude is not None and replica not in self.pids():
+                            continue  # its ready line has not been forwarded yet
+                        if exclude is None or self.pids()[replica] != exclude:
                             seen.add(replica)
                         continue
                 except httpx.TransportError:
@@ -131,6 +133,8 @@ def kill_figure(tiny: Path, before: int, after: int) -> dict[str, Any]:
             t.start()
         while count < before:
             time.sleep(0.05)
+        while len(cluster.pids()) < 2:  # Ray forwards the replicas' ready lines a bit later
+            time.sleep(0.2)
         victim = next(iter(cluster.pids().values()))
         os.kill(victim, signal.SIGKILL)
         killed_at, at = time.monotonic(), count

@@ -83,13 +83,19 @@ class RayServer:
                 time.sleep(0.5)
         return seen
 
-    def pid_of(self, replica: str) -> int:
-        """The process of a replica, from its start-up log line (forwarded to the driver)."""
-        self.log.flush()
-        found = re.findall(rb"replica (\S+) ready \(pid (\d+)\)", Path(self.log.name).read_bytes())
-        pids = {r.decode(): int(p) for r, p in found}
-        assert replica in pids, (replica, pids)
-        return pids[replica]
+    def pid_of(self, replica: str, deadline_s: float = 120) -> int:
+        """The process of a replica, from its start-up log line (Ray forwards the replicas'
+        lines to the driver's output a little later: wait for it)."""
+        deadline = time.monotonic() + deadline_s
+        while True:
+            self.log.flush()
+            text = Path(self.log.name).read_bytes()
+            found = re.findall(rb"replica (\S+) ready \(pid (\d+)\)", text)
+            pids = {r.decode(): int(p) for r, p in found}
+            if replica in pids:
+                return pids[replica]
+            assert time.monotonic() < deadline, (replica, pids)
+            time.sleep(0.2)
 
     def replica_running_a_request(self, deadline_s: float = 120) -> str:
         """The replica whose /metrics shows a request in flight (only one is running)."""

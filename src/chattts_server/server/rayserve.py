@@ -195,6 +195,13 @@ def run(args: argparse.Namespace) -> int:
     from .main import _with_test_model, settings_from_args
     from .observe import configure_logging
 
+    # Ray prints the replicas' log lines on this process's stdout: line by line, also when it
+    # is a file or a pipe; and not folded by Ray's de-duplication (read when ray is imported)
+    # into "[repeated 2x]": replicas' lines differ only in ids
+    for stream in (sys.stdout, sys.stderr):
+        if hasattr(stream, "reconfigure"):
+            stream.reconfigure(line_buffering=True)
+    os.environ.setdefault("RAY_DEDUP_LOGS", "0")
     try:
         import ray
         from ray import serve
@@ -225,9 +232,6 @@ def run(args: argparse.Namespace) -> int:
         cpus_per_replica=args.replica_cpus,
         gpus_per_replica=args.replica_gpus,
     )
-    # replicas' log lines differ only in ids, which Ray's de-duplication of forwarded lines
-    # would fold into one: keep every line
-    os.environ.setdefault("RAY_DEDUP_LOGS", "0")
     init: dict[str, Any] = {"include_dashboard": False, "log_to_driver": True}
     if args.address:
         init["address"] = args.address
