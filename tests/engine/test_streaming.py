@@ -90,22 +90,25 @@ def test_incremental_audio_matches_one_shot(engine: ChatTTSEngine) -> None:
 def test_window_decoder_emits_once_first_plus_lookahead_tokens_exist(
     engine: ChatTTSEngine,
 ) -> None:
-    """The first audio needs ``first`` tokens plus ``lookahead`` (12 GPT steps, stock ChatTTS
-    72); then chunks double up to ``chunk``."""
+    """The first audio needs ``first`` tokens plus ``lookahead`` (21 GPT steps, stock ChatTTS
+    72); then chunks double up to ``chunk``; the GPT's reader is woken exactly then."""
     cfg = engine.config
     dec = WindowDecoder(lambda h: np.zeros(512 * len(h) - 256, np.float32),
                         first=cfg.stream_first_tokens, chunk=cfg.stream_chunk_tokens,
                         context=cfg.stream_context_tokens,
                         lookahead=cfg.stream_lookahead_tokens)  # fmt: skip
     hidden = np.zeros((400, 4), np.float32)
-    emitted = []
+    emitted, wanted = [], []
     for t in range(1, 401):
-        for piece in dec.push(hidden[:t]):
-            emitted.append((t, len(piece) // 512))
+        wants = dec.wants()
+        pieces = list(dec.push(hidden[:t]))
+        assert bool(pieces) == (t == wants)  # a piece exactly when the decoder said it would
+        wanted += [wants] * bool(pieces)
+        emitted += [(t, len(p) // 512) for p in pieces]
     assert emitted[0] == (cfg.stream_first_tokens + cfg.stream_lookahead_tokens,
-                          cfg.stream_first_tokens)  # fmt: skip
+                          cfg.stream_first_tokens) == (21, 1)  # fmt: skip
     sizes = [n for _, n in emitted]
-    assert sizes[:5] == [4, 8, 16, 32, 64] and max(sizes) == cfg.stream_chunk_tokens
+    assert sizes[:7] == [1, 2, 4, 8, 16, 32, 64] and max(sizes) == cfg.stream_chunk_tokens
 
 
 def test_window_decoder_never_redecodes_the_prefix() -> None:

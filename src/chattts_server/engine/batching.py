@@ -255,13 +255,13 @@ class Generation:
     def wanted(self) -> bool:
         return not (self._stop or self.cancelled())
 
-    def updates(self, every: int | None) -> Iterator[tuple[torch.Tensor, bool]]:
-        """Yield ``(hidden[:count], final)`` each time ``every`` new rows arrived (never when
-        ``every`` is None) and once at the end; raises the batcher's error if it failed."""
-        seen = 0
+    def updates(self, until: Callable[[], int] | None) -> Iterator[tuple[torch.Tensor, bool]]:
+        """Yield ``(hidden[:count], final)`` each time ``count`` reaches ``until()`` (asked
+        again after each yield; never when ``until`` is None) and once at the end; raises the
+        batcher's error if it failed. The reader wakes only when it has something to do."""
         while True:
             with self._cond:
-                self._wake_at = float("inf") if every is None else seen + every
+                self._wake_at = float("inf") if until is None else until()
                 self._cond.wait_for(lambda: self.done or self.count >= self._wake_at)
                 count, done = self.count, self.done
             if self.error is not None:
@@ -269,7 +269,6 @@ class Generation:
             yield self.hidden[:count], done
             if done:
                 return
-            seen = count
 
     def _publish(self, hidden: torch.Tensor | None, finish: str | None) -> None:
         with self._cond:

@@ -76,8 +76,7 @@ class EngineConfig:
     max_ref_audio_seconds: float = 30.0
     warmup: bool = True
     # incremental streaming (requests with ``incremental=True``), in GPT steps of 512 samples
-    stream_step_tokens: int = 4  # how often the GPT hands over its hidden states
-    stream_first_tokens: int = 4  # first audio after first + lookahead steps (24)
+    stream_first_tokens: int = 1  # first audio after first + lookahead GPT steps (21)
     stream_chunk_tokens: int = 64  # chunks double from the first up to this
     stream_context_tokens: int = 56  # ≥ the decoders' receptive field (~52 tokens): exact left edge
     # right edge: with trained-like decoders the boundary error is 16% of the RMS at 8 tokens,
@@ -495,8 +494,8 @@ class ChatTTSEngine:
             lookahead=cfg.stream_lookahead_tokens,
         )
         try:
-            every = cfg.stream_step_tokens if r.incremental else None
-            for hidden, final in gen.updates(every):
+            # streamed: hidden states as soon as the decoder can emit; whole: at the end
+            for hidden, final in gen.updates(decoder.wants if r.incremental else None):
                 if final and (hidden.shape[0] == 0 or gen.finish_reason == "cancelled"):
                     return int(hidden.shape[0])
                 yield from decoder.push(hidden, final=final)

@@ -44,6 +44,11 @@ class WindowDecoder:
         self.context, self.lookahead = context, lookahead
         self.done = 0  # tokens whose audio was emitted
 
+    def wants(self) -> int:
+        """How many hidden states the segment must have for the next piece (the GPT's reader
+        sleeps until then)."""
+        return self.done + self.next + self.lookahead
+
     def push(self, hidden: Any, final: bool = False) -> Iterator[np.ndarray]:
         """``hidden``: all hidden states of the segment so far. ``final``: no more will come."""
         total = int(hidden.shape[0])
