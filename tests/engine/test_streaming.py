@@ -90,7 +90,7 @@ def test_incremental_audio_matches_one_shot(engine: ChatTTSEngine) -> None:
 def test_window_decoder_emits_once_first_plus_lookahead_tokens_exist(
     engine: ChatTTSEngine,
 ) -> None:
-    """The first audio needs ``first`` tokens plus ``lookahead`` (21 GPT steps, stock ChatTTS
+    """The first audio needs ``first`` tokens plus ``lookahead`` (20 GPT steps, stock ChatTTS
     72); then chunks double up to ``chunk``; the GPT's reader is woken exactly then."""
     cfg = engine.config
     dec = WindowDecoder(lambda h: np.zeros(512 * len(h) - 256, np.float32),
@@ -106,7 +106,7 @@ def test_window_decoder_emits_once_first_plus_lookahead_tokens_exist(
         wanted += [wants] * bool(pieces)
         emitted += [(t, len(p) // 512) for p in pieces]
     assert emitted[0] == (cfg.stream_first_tokens + cfg.stream_lookahead_tokens,
-                          cfg.stream_first_tokens) == (21, 1)  # fmt: skip
+                          cfg.stream_first_tokens) == (20, 1)  # fmt: skip
     sizes = [n for _, n in emitted]
     assert sizes[:7] == [1, 2, 4, 8, 16, 32, 64] and max(sizes) == cfg.stream_chunk_tokens
 

@@ -76,12 +76,13 @@ class EngineConfig:
     max_ref_audio_seconds: float = 30.0
     warmup: bool = True
     # incremental streaming (requests with ``incremental=True``), in GPT steps of 512 samples
-    stream_first_tokens: int = 1  # first audio after first + lookahead GPT steps (21)
+    stream_first_tokens: int = 1  # first audio after first + lookahead GPT steps (20)
     stream_chunk_tokens: int = 64  # chunks double from the first up to this
     stream_context_tokens: int = 56  # ≥ the decoders' receptive field (~52 tokens): exact left edge
-    # right edge: with trained-like decoders the boundary error is 16% of the RMS at 8 tokens,
-    # 0.2% at 16, 0.01% at 20 (bench/results/speed.md); 20 keeps it ≤ 0.2% with a margin
-    stream_lookahead_tokens: int = 20
+    # right edge: with trained-like decoders the boundary error is 24% of the RMS at 8 tokens
+    # of lookahead, 0.23% at 16, 0.02% at 20 (bench/results/speed.md); 19 keeps it under 0.1%
+    # (tiny-model guard, bound 0.2%) with the first audio after 20 steps, under 0.2x stock's
+    stream_lookahead_tokens: int = 19
     precompute_weight_norm: bool = True  # ChatTTS recomputes its heads' weight norm every step
     # GPT weights: float32 (exact), bfloat16, or int8 (dynamic weight quantization of its
     # Linear layers; the step is memory-bound, so 4× fewer bytes is ~3× faster on CPU)

@@ -10,11 +10,13 @@ length. The left edge is exact once ``context`` covers the decoders' receptive f
 tokens). The samples near a window's right edge differ from a one-shot decode because the future
 tokens are not known yet; the decoders' influence decays with distance, so ``lookahead`` bounds
 that error. How fast it decays depends on the decoders' trained layer scales (tiny at
-initialisation, which hides the error): with trained-like scales the max error is 16% of the
-signal's RMS at 8 tokens of lookahead and 0.01% at 20 (the engine's default; measured in the
-tests and the benchmark on generated models with trained-like scales). Chunks start small
+initialisation, which hides the error): with trained-like scales the max error is about 20%
+of the signal's RMS at 8 tokens of lookahead, 0.2% at 16 and under 0.1% at 19 (the engine's
+default; measured in the tests and the benchmark on generated models with trained-like
+scales). Chunks start small
 (``first``) for an early first audio and double up to ``chunk``, so the overlap decoded twice
-shrinks to a small share of the work.
+shrinks to a small share of the work; :meth:`WindowDecoder.wants` tells the GPT's reader how
+many hidden states the next piece needs, so it is woken exactly then.
 """
 
 from __future__ import annotations
