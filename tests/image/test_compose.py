@@ -32,3 +32,14 @@ def test_compose_mounts_runs_and_stops_the_server_as_the_image_expects() -> None
     stop = re.fullmatch(r"(\d+)s", service["stop_grace_period"])
     assert stop and int(stop.group(1)) > grace
     assert service["stop_signal"] == "SIGTERM" and "STOPSIGNAL SIGTERM" in dockerfile()
+
+
+def test_postgres_is_an_opt_in_profile_the_server_can_point_at() -> None:
+    text = (REPO / "compose.yaml").read_text(encoding="utf-8")
+    services = yaml.safe_load(text)["services"]
+    pg = services["postgres"]
+    assert pg["profiles"] == ["postgres"]  # `docker compose up` alone: the server only
+    env = pg["environment"]
+    url = f"postgresql://{env['POSTGRES_USER']}:${{CHATTTS_DB_PASSWORD:-change-me}}@postgres:5432/"
+    assert f"CHATTTS_SERVER_DATABASE_URL: {url}{env['POSTGRES_DB']}" in text
+    assert "EXTRAS: postgres" in text and "ARG EXTRAS" in dockerfile()
