@@ -124,6 +124,21 @@ def http(live: LiveServer) -> Iterator[httpx.Client]:
         yield client
 
 
+def wait_serving(url: str, proc: Any, timeout: float, log: Path | None = None) -> None:
+    """Until a ``serve`` subprocess answers ``/readyz`` with 200; fails at once if it exits
+    (with the end of its ``log``), or after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        assert proc.poll() is None, log.read_text()[-5000:] if log else "server exited"
+        assert time.monotonic() < deadline, "server not ready"
+        try:
+            if httpx.get(f"{url}/readyz", timeout=5).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.2)
+
+
 def wait_idle(live: LiveServer, timeout: float = 30) -> None:
     deadline = time.monotonic() + timeout
     while live.app.state.worker.depth:

@@ -14,7 +14,7 @@ import wave
 from collections.abc import Sequence
 from pathlib import Path
 
-from .settings import Settings, add_flags
+from .settings import Settings
 
 
 def _make_test_model(args: argparse.Namespace) -> int:
@@ -141,13 +141,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--stream", action="store_true", help="write audio as each segment is ready")
     p.set_defaults(func=_synth)
 
+    from .server.main import add_serve_arguments
+
     p = sub.add_parser("serve", help="run the HTTP server (every setting is a flag and an env var)")
-    p.add_argument(
-        "--test-model",
-        choices=("tiny", "full"),
-        help="serve a generated random-weight model (noise, not speech) from the data dir",
-    )
-    add_flags(p)
+    add_serve_arguments(p)
     p.set_defaults(func=_serve)
 
     from .server.rayserve import add_parser as add_serve_ray_parser

@@ -37,6 +37,7 @@ from chattts_server.client import (
     Done,
     StreamInterruptedError,
 )
+from conftest import wait_serving
 
 ENDLESS = 10**6  # GPT steps: out of reach, so a request asking for that many never ends
 SHORT = {"max_new_tokens": 12}
@@ -69,16 +70,7 @@ class Server:
             )  # fmt: skip
 
     def wait_ready(self) -> None:
-        deadline = time.monotonic() + WAIT_S
-        while True:
-            assert self.proc.poll() is None, self.log.read_text()[-5000:]
-            assert time.monotonic() < deadline, "server not ready"
-            try:
-                if httpx.get(f"{self.url}/readyz", timeout=5).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            time.sleep(0.2)
+        wait_serving(self.url, self.proc, WAIT_S, self.log)
 
     def wait_queued(self, n: int) -> None:
         """Until ``n`` requests wait in the server's queue (a state, not a time)."""

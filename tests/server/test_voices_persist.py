@@ -22,6 +22,8 @@ import httpx
 import numpy as np
 import soundfile as sf
 
+from conftest import wait_serving
+
 from .conftest import VoiceDB
 
 
@@ -42,16 +44,7 @@ def server(model_dir: Path, db: VoiceDB) -> Iterator[tuple[str, subprocess.Popen
     )  # fmt: skip
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            assert proc.poll() is None, "server exited"
-            assert time.monotonic() < deadline, "server not ready"
-            try:
-                if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            time.sleep(0.2)
+        wait_serving(url, proc, 120)
         yield url, proc
     finally:
         if proc.poll() is None:

@@ -25,6 +25,31 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
     return Settings(**given)
 
 
+def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
+    """The flags of ``serve`` (and of ``serve-ray``, which serves the same app)."""
+    from ..settings import add_flags
+
+    parser.add_argument(
+        "--test-model",
+        choices=("tiny", "full"),
+        help="serve a generated random-weight model (noise, not speech) from the data dir",
+    )
+    add_flags(parser)
+
+
+def model_advice(settings: Settings) -> str | None:
+    """The loader's advice when the weights cannot be found (checked before serving)."""
+    import ChatTTS
+
+    from ..engine.loader import resolve
+
+    try:
+        resolve(settings.engine_config().model_dir, settings.allow_download, ChatTTS.Chat())
+    except ModelLoadError as exc:
+        return exc.message
+    return None
+
+
 def run(args: argparse.Namespace) -> int:
     # Until uvicorn listens nothing is in flight: SIGTERM then ends start-up at once (as PID 1 in
     # a container the default action would ignore it, and `docker stop` would wait for SIGKILL).
@@ -33,7 +58,6 @@ def run(args: argparse.Namespace) -> int:
     import uvicorn
 
     from ..engine import ChatTTSEngine
-    from ..engine.loader import resolve
     from .app import create_app
     from .observe import configure_logging
     from .voicestore import VoiceStoreError, open_store
@@ -50,13 +74,9 @@ def run(args: argparse.Namespace) -> int:
     except VoiceStoreError as exc:
         print(f"chattts-server: {exc}", file=sys.stderr)
         return 2
-    try:
-        import ChatTTS
-
-        resolve(settings.engine_config().model_dir, settings.allow_download, ChatTTS.Chat())
-    except ModelLoadError as exc:
+    if advice := model_advice(settings):
         store.close()
-        print(f"chattts-server: {exc.message}", file=sys.stderr)
+        print(f"chattts-server: {advice}", file=sys.stderr)
         return 2
     server: uvicorn.Server | None = None
 

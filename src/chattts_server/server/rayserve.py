@@ -74,7 +74,7 @@ def deployment_options(settings: Settings, scale: Scale) -> dict[str, Any]:
         "health_check_period_s": 5.0,
         "health_check_timeout_s": 30.0,
         # a replica being stopped lets its requests in flight finish for this long
-        "graceful_shutdown_timeout_s": float(getattr(settings, "graceful_shutdown_s", 30)),
+        "graceful_shutdown_timeout_s": float(settings.graceful_shutdown_s),
         "graceful_shutdown_wait_loop_s": 1.0,
         "ray_actor_options": {
             "num_cpus": scale.cpus_per_replica,
@@ -192,7 +192,7 @@ def app_builder(args: dict[str, str]) -> Any:
 
 def run(args: argparse.Namespace) -> int:
     """Start or join a Ray cluster, deploy, and serve until SIGINT/SIGTERM."""
-    from .main import _with_test_model, settings_from_args
+    from .main import _with_test_model, model_advice, settings_from_args
     from .observe import configure_logging
 
     # Ray prints the replicas' log lines on this process's stdout: line by line, also when it
@@ -217,14 +217,14 @@ def run(args: argparse.Namespace) -> int:
         settings = _with_test_model(settings, args.test_model)
     if settings.stream_token_secret is None:  # one secret for every replica
         settings = settings.model_copy(update={"stream_token_secret": secrets.token_hex(32)})
-    if getattr(settings, "database_url", None) is None and (args.replicas > 1 or args.autoscale):
+    if settings.database_url is None and (args.replicas > 1 or args.autoscale):
         log.warning(
             "voices are in SQLite under %s: shared only while every replica runs on this "
             "machine; use --database-url postgresql://… on a multi-node cluster",
             settings.data_dir,
         )
-    if err := _check_model(settings):
-        print(f"chattts-server: {err}", file=sys.stderr)
+    if advice := model_advice(settings):
+        print(f"chattts-server: {advice}", file=sys.stderr)
         return 2
     scale = Scale(
         replicas=args.replicas,
@@ -263,22 +263,8 @@ def _describe(scale: Scale) -> str:
     return f"{scale.replicas} replica{'s' * (scale.replicas != 1)}"
 
 
-def _check_model(settings: Settings) -> str | None:
-    """The loader's advice if the weights cannot be found, before any replica starts."""
-    import ChatTTS
-
-    from ..engine import ModelLoadError
-    from ..engine.loader import resolve
-
-    try:
-        resolve(settings.engine_config().model_dir, settings.allow_download, ChatTTS.Chat())
-    except ModelLoadError as exc:
-        return exc.message
-    return None
-
-
 def add_parser(sub: Any) -> None:
-    from ..settings import add_flags
+    from .main import add_serve_arguments
 
     p = sub.add_parser(
         "serve-ray",
@@ -300,10 +286,5 @@ def add_parser(sub: Any) -> None:
     p.add_argument(
         "--num-cpus", type=int, help="CPUs of the local cluster started here (default: all)"
     )
-    p.add_argument(
-        "--test-model",
-        choices=("tiny", "full"),
-        help="serve a generated random-weight model (noise, not speech) from the data dir",
-    )
-    add_flags(p)
+    add_serve_arguments(p)
     p.set_defaults(func=run)
