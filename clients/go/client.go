@@ -255,6 +255,7 @@ type call struct {
 	c        *Client
 	spec     *spec
 	id       string
+	trace    traceParent // the call's span, sent as traceparent by every attempt
 	ctx      context.Context
 	cancel   context.CancelFunc
 	start    time.Time
@@ -306,7 +307,7 @@ func (c *Client) newCall(ctx context.Context, s *spec) (*call, error) {
 		policy.MaxRetries = 0
 	}
 	return &call{
-		c: c, spec: s, id: id, ctx: cctx, cancel: cancel, start: now, headers: cc.headers,
+		c: c, spec: s, id: id, trace: callSpan(ctx, cc.traceparent), ctx: cctx, cancel: cancel, start: now, headers: cc.headers,
 		plan: newCallPlan(policy, c.budget, breakers, s.idempotent, s.guarded, deadline),
 	}, nil
 }
@@ -409,6 +410,7 @@ func (cl *call) attempt(ep *endpoint) (*attempt, error) {
 	}
 	req.Header.Set("User-Agent", "chattts-go/"+Version)
 	req.Header.Set("X-Request-ID", cl.id)
+	req.Header.Set("Traceparent", cl.trace.header())
 	if c.apiKey != "" {
 		req.Header.Set("Authorization", "Bearer "+c.apiKey)
 	}
@@ -598,6 +600,8 @@ func (cl *call) finish(err error, audioMS int64, fallback bool, extra ...slog.At
 	}
 	attrs := []slog.Attr{
 		slog.String("request_id", cl.id),
+		slog.String("trace_id", cl.trace.traceID),
+		slog.String("span_id", cl.trace.spanID),
 		slog.String("op", cl.spec.op),
 		slog.String("endpoint", cl.endpointName()),
 		slog.Int("attempts", cl.plan.attempts),

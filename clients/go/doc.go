@@ -16,8 +16,12 @@
 // endpoint; failover between endpoints; a pre-recorded fallback prompt returned flagged
 // when the server cannot answer. Errors: *APIError for the server's error bodies, sentinel
 // errors (ErrCircuitOpen, ErrStreamInterrupted, ErrFallbackUsed, ...) for errors.Is, typed
-// errors for errors.As. Each call logs one slog record with its request_id, text_hash and
-// audio_duration_ms.
+// errors for errors.As. Each call logs one slog record with its request_id, trace_id,
+// text_hash and audio_duration_ms.
+//
+// Trace context: each call sends a W3C traceparent for a span of its own, in a new trace or
+// in the caller's (ContextWithTraceparent, WithCallTraceparent); the server logs the same
+// trace id.
 //
 // The decisions (request validation, retries, backoff, budget, breakers) are I/O-free code
 // in request.go and policy.go; the SSE and WAV decoders are incremental and fuzzed over

@@ -233,6 +233,37 @@ func TestIntegration_StreamEqualsSynthesize(t *testing.T) {
 	}
 }
 
+// A whole file in a new trace, a stream in the caller's: each call's slog record names the
+// trace it sent as traceparent, and the server answers with a span in that trace. The
+// records are written to CHATTTS_IT_OUT (trace.jsonl) for tests/go to find the server's log
+// line of each request and compare its trace id.
+func TestIntegration_TraceContext(t *testing.T) {
+	c, logs := itClient(t)
+	audio, err := c.Synthesize(context.Background(), &chattts.TTSRequest{Text: "Trace me.", Seed: chattts.Ptr[int64](3)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const caller = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+	ctx := chattts.ContextWithTraceparent(context.Background(), caller)
+	s, err := c.Stream(ctx, &chattts.TTSRequest{Text: "Trace me too.", Seed: chattts.Ptr[int64](3)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	for s.Next() {
+	}
+	if s.Err() != nil || s.TraceID() != "0af7651916cd43dd8448eb211c80319c" || audio.TraceID == s.TraceID() {
+		t.Fatal(s.Err(), audio.TraceID, s.TraceID())
+	}
+	s.Close()
+	recs := logs.all(t)
+	if len(recs) != 2 || recs[0]["trace_id"] != audio.TraceID || recs[0]["request_id"] != audio.RequestID ||
+		recs[1]["trace_id"] != s.TraceID() || recs[1]["request_id"] != s.RequestID() {
+		t.Fatalf("records %v", recs)
+	}
+	itOut(t, "trace.jsonl", []byte(logs.text()))
+}
+
 func TestIntegration_FormatsAndSampleRates(t *testing.T) {
 	c, _ := itClient(t)
 	ctx := context.Background()

@@ -202,6 +202,9 @@ func (s *SpeechStream) Err() error { return s.endErr() }
 // RequestID is the id the server logged the stream under.
 func (s *SpeechStream) RequestID() string { return s.cl.id }
 
+// TraceID is the W3C trace id the stream was sent with (the server logs it too).
+func (s *SpeechStream) TraceID() string { return s.cl.trace.traceID }
+
 // Close ends the stream (closing the connection if it is still open); always call it. It
 // may be called from another goroutine than Next's, and more than once.
 func (s *SpeechStream) Close() error {

@@ -311,10 +311,11 @@ func tlsFromFiles(files [3]string, base *tls.Config) (*tls.Config, error) {
 type CallOption func(*callConfig)
 
 type callConfig struct {
-	retries   *int
-	timeout   *time.Duration
-	headers   http.Header
-	requestID string
+	retries     *int
+	timeout     *time.Duration
+	headers     http.Header
+	requestID   string
+	traceparent string
 }
 
 // WithCallRetries sets this call's retries (the client's WithRetries otherwise).
@@ -341,6 +342,12 @@ func WithCallHeader(name, value string) CallOption {
 // WithCallRequestID sends id as this call's X-Request-ID (as ContextWithRequestID does).
 func WithCallRequestID(id string) CallOption {
 	return func(c *callConfig) { c.requestID = id }
+}
+
+// WithCallTraceparent makes this call a span in the caller's W3C trace (as
+// ContextWithTraceparent does).
+func WithCallTraceparent(traceparent string) CallOption {
+	return func(c *callConfig) { c.traceparent = traceparent }
 }
 
 // withClock and withRand let the tests drive time and jitter.

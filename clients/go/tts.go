@@ -18,6 +18,7 @@ type Audio struct {
 	SampleRate  int
 	DurationMS  int64 // from X-Audio-Duration-Ms (or the fallback's WAV header); 0 if unknown
 	RequestID   string
+	TraceID     string // the W3C trace the call was a span of (its traceparent)
 	Endpoint    string
 	// IgnoredFields are request fields the server ignored (X-Ignored-Fields).
 	IgnoredFields []string
@@ -106,7 +107,8 @@ func audioOf(a *attempt, data []byte) (*Audio, error) {
 	ct := h.Get("Content-Type")
 	audio := &Audio{
 		Data: data, Format: formatOf(ct, ""), ContentType: ct,
-		RequestID: h.Get("X-Request-ID"), Endpoint: a.ep.display, VoiceWarning: h.Get("X-Voice-Warning"),
+		RequestID: h.Get("X-Request-ID"), TraceID: a.cl.trace.traceID, Endpoint: a.ep.display,
+		VoiceWarning: h.Get("X-Voice-Warning"),
 	}
 	audio.SampleRate, _ = strconv.Atoi(h.Get("X-Sample-Rate"))
 	if ms, err := strconv.ParseInt(h.Get("X-Audio-Duration-Ms"), 10, 64); err == nil {
@@ -235,6 +237,9 @@ func (s *Stream) Done() *Done {
 
 // RequestID is the id the server logged the stream under.
 func (s *Stream) RequestID() string { return s.cl.id }
+
+// TraceID is the W3C trace id the stream was sent with (the server logs it too).
+func (s *Stream) TraceID() string { return s.cl.trace.traceID }
 
 // Close ends the stream (closing the connection if it is still open); always call it. It
 // may be called from another goroutine than Next's, and more than once.

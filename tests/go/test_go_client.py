@@ -23,6 +23,7 @@ from conftest import LiveServer, wait_idle
 from gotool import require_go
 from securetool import KEY
 from streamtool import assert_stream_matches
+from tracetool import capture, line_of
 
 pytestmark = pytest.mark.slow
 
@@ -38,6 +39,7 @@ PLAIN = [
     "TestIntegration_Chapter1Flow",
 ]
 HELD = "TestIntegration_CancelStopsTheServer"  # needs a synthesis held running
+TRACED = "TestIntegration_TraceContext"  # its log records compared with the server's lines
 HOLD_TOKENS = 10**6  # GPT steps (6 hours of audio): random weights never end on their own
 COMPARED = "TestIntegration_StreamEqualsSynthesize"  # run by the comparison with the Python SDK
 SECURE = [
@@ -106,7 +108,7 @@ def test_every_go_integration_test_is_run_here(bins: dict[str, Path]) -> None:
         timeout=60,
         check=True,
     )
-    assert sorted(proc.stdout.split()) == sorted([*PLAIN, COMPARED, HELD, *SECURE])
+    assert sorted(proc.stdout.split()) == sorted([*PLAIN, COMPARED, HELD, TRACED, *SECURE])
 
 
 def test_without_a_server_the_integration_tests_skip(bins: dict[str, Path]) -> None:
@@ -119,7 +121,7 @@ def test_without_a_server_the_integration_tests_skip(bins: dict[str, Path]) -> N
         timeout=60,
     )
     assert proc.returncode == 0
-    assert proc.stdout.count("--- SKIP: TestIntegration") == len(PLAIN) + len(SECURE) + 2
+    assert proc.stdout.count("--- SKIP: TestIntegration") == len(PLAIN) + len(SECURE) + 3
 
 
 @pytest.mark.parametrize("name", PLAIN)
@@ -157,6 +159,23 @@ def test_go_pcm_equals_the_python_sdks(
     assert go["stream"] == go["stream_audio"] == py_stream  # the same streamed samples
     assert go["synthesize"] == py_whole
     assert_stream_matches(py_stream, py_whole)
+
+
+def test_the_server_logs_the_trace_the_go_client_logged(
+    bins: dict[str, Path], live: LiveServer, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Each Go call's slog record (a whole file in a new trace, a stream in the caller's) and
+    the server's request log line of the same request id name the same trace id."""
+    wait_idle(live)
+    capture(caplog)
+    run_go_test(bins, TRACED, CHATTTS_IT_URL=live.url, CHATTTS_IT_OUT=str(tmp_path))
+    records = [json.loads(x) for x in (tmp_path / "trace.jsonl").read_text().splitlines()]
+    assert [r["op"] for r in records] == ["synthesize", "stream"]
+    assert records[1]["trace_id"] == "0af7651916cd43dd8448eb211c80319c"
+    for rec in records:
+        line = line_of(caplog, rec["request_id"])
+        assert line["trace_id"] == rec["trace_id"]
+        assert line["parent_span_id"] == rec["span_id"] != line["span_id"]
 
 
 @pytest.mark.parametrize("name", SECURE)

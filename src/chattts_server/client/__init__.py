@@ -62,7 +62,11 @@ change to the voice library moves on only when the server it tried surely did no
 name the server that made them (``Audio.endpoint``, ``Done.endpoint``, ``Health.endpoint``),
 errors the one of their last attempt (``ChatTTSError.endpoint``).
 
-Retries and failovers are logged on the ``chattts_server.client`` logger; the API key never is.
+Every call also sends a W3C ``traceparent``: a span of its own in a new trace, or in the
+caller's trace inside ``with traceparent(incoming_header):``; the server logs that trace id
+beside the request id. Retries and failovers are logged on the ``chattts_server.client``
+logger, and each call's end at debug level, with the call's request id and trace id (also as
+the records' ``request_id`` and ``trace_id`` attributes); the API key never is.
 Errors: :mod:`chattts_server.client.errors`.
 """
 
@@ -70,6 +74,7 @@ from ._async import AsyncClient, AsyncVoices
 from ._base import DEFAULT_URL, BaseClient
 from ._policy import CircuitBreaker, Endpoint, RetryPolicy, Timeout
 from ._sync import Client, Voices
+from ._trace import traceparent
 from .errors import (
     APIStatusError,
     AuthenticationError,
@@ -150,4 +155,5 @@ __all__ = [
     "VoiceChanges",
     "VoiceDefaults",
     "Voices",
+    "traceparent",
 ]

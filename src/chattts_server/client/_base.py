@@ -142,8 +142,17 @@ class BaseClient:
             call.route.end(exc)
             if isinstance(exc, ChatTTSError) and exc.endpoint is None:
                 exc.endpoint = call.endpoint
+            log.debug(
+                "%s at %s failed (request %s, trace %s): %s",
+                call.name, call.endpoint, call.request_id, call.trace.trace_id,
+                exc.__class__.__name__, extra=_ids(call),
+            )  # fmt: skip
             raise
         call.route.end(None)
+        log.debug(
+            "%s at %s: ok (request %s, trace %s)",
+            call.name, call.endpoint, call.request_id, call.trace.trace_id, extra=_ids(call),
+        )  # fmt: skip
 
     def _url(self, call: Call, path: str) -> str:
         """The URL of the next attempt: ``path`` on the endpoint it goes to."""
@@ -179,8 +188,9 @@ class BaseClient:
         left = call.endpoint
         if (call.deadline is None or self._clock() < call.deadline) and call.route.failover(err):
             log.warning(
-                "%s failed at %s (request %s): %s; failing over to %s",
-                call.name, left, call.request_id, err, call.endpoint,
+                "%s failed at %s (request %s, trace %s): %s; failing over to %s",
+                call.name, left, call.request_id, call.trace.trace_id, err, call.endpoint,
+                extra=_ids(call),
             )  # fmt: skip
             return 0.0
         if call.retries >= call.max_retries:
@@ -189,14 +199,25 @@ class BaseClient:
         delay = self.retry.delay(call.retries, retry_after, self._random)
         if call.deadline is not None and self._clock() + delay >= call.deadline:
             log.warning(
-                "%s failed at %s (request %s): %s; not retrying, the deadline would pass",
-                call.name, left, call.request_id, err,
+                "%s failed at %s (request %s, trace %s): %s; not retrying, the deadline would "
+                "pass", call.name, left, call.request_id, call.trace.trace_id, err,
+                extra=_ids(call),
             )  # fmt: skip
             return None
         call.retries += 1
         call.route.next_round(err)
         log.warning(
-            "%s failed at %s (request %s): %s; retry %d/%d in %.2fs",
-            call.name, left, call.request_id, err, call.retries, call.max_retries, delay,
+            "%s failed at %s (request %s, trace %s): %s; retry %d/%d in %.2fs",
+            call.name, left, call.request_id, call.trace.trace_id, err, call.retries,
+            call.max_retries, delay, extra=_ids(call),
         )  # fmt: skip
         return delay
+
+
+def _ids(call: Call) -> dict[str, str]:
+    """A call's log records carry its ids as attributes too (for structured log handlers)."""
+    return {
+        "request_id": call.request_id,
+        "trace_id": call.trace.trace_id,
+        "span_id": call.trace.span_id,
+    }

@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from typing import Literal
 from urllib.parse import urlsplit, urlunsplit
 
+from ..tracecontext import TraceParent
+from ._trace import call_span
 from .errors import (
     APIStatusError,
     ChatTTSError,
@@ -333,8 +335,9 @@ class Route:
 
 @dataclass
 class Call:
-    """One call, across its attempts: its name and ``X-Request-ID`` (for errors and logs), its
-    budget (deadline, retries) and its :class:`Route` between endpoints."""
+    """One call, across its attempts: its name, ``X-Request-ID`` and W3C trace span (sent as
+    ``traceparent``; for errors and logs), its budget (deadline, retries) and its
+    :class:`Route` between endpoints."""
 
     name: str
     request_id: str
@@ -343,6 +346,7 @@ class Call:
     route: Route
     idempotent: bool = True  # False: changes something, so repeated only if surely not done
     retries: int = 0
+    trace: TraceParent = field(default_factory=call_span)
 
     @property
     def endpoint(self) -> str | None:

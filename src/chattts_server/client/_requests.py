@@ -56,7 +56,8 @@ class Request(Generic[T]):
     def headers(self, call: Call, auth: Mapping[str, str]) -> dict[str, str]:
         """The headers of one attempt (the client's own are added by httpx)."""
         accept = {"Accept": "text/event-stream"} if self.stream else {}
-        return {"X-Request-ID": call.request_id, **auth, **accept}
+        trace = {"traceparent": call.trace.header()}
+        return {"X-Request-ID": call.request_id, **trace, **auth, **accept}
 
 
 def bearer(api_key: str | None) -> dict[str, str]:

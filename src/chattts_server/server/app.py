@@ -33,7 +33,7 @@ from .errors import (
     translate,
     validation_error,
 )
-from .observe import Metrics, redact_access_log
+from .observe import Metrics, RequestSpan, current_span, redact_access_log
 from .openapi import build_openapi
 from .routers import browser, openai, system, tts, voices
 from .security import APIKeyAuth, RateLimit, SendTimeout, StreamTokens
@@ -239,7 +239,10 @@ def _allowed_methods(request: Request) -> str:
 
 
 class RequestID:
-    """Takes ``X-Request-ID`` when it is well-formed (else makes one) and echoes it back."""
+    """Takes ``X-Request-ID`` when it is well-formed (else makes one) and echoes it back; makes
+    the request's span in the caller's W3C trace (``traceparent``; a new trace when it is
+    missing or invalid), current while the request is handled (``observe.current_span``: the
+    request's log line names its trace), and returns the span as ``traceparent``."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -250,16 +253,23 @@ class RequestID:
             return
         given = dict(scope["headers"]).get(b"x-request-id", b"").decode("latin-1")
         rid = given if _REQUEST_ID.match(given) else uuid.uuid4().hex
-        scope.setdefault("state", {})["request_id"] = rid
+        span = RequestSpan.from_headers(v for k, v in scope["headers"] if k == b"traceparent")
+        state = scope.setdefault("state", {})
+        state["request_id"], state["trace"] = rid, span
+        ours = [(b"x-request-id", rid.encode()), (b"traceparent", span.span.header().encode())]
 
         async def send_with_id(message: Message) -> None:
             if message["type"] == "http.response.start":
                 headers = message.setdefault("headers", [])
-                if not any(k.lower() == b"x-request-id" for k, _ in headers):
-                    message["headers"] = [*headers, (b"x-request-id", rid.encode())]
+                names = {k.lower() for k, _ in headers}
+                message["headers"] = [*headers, *(h for h in ours if h[0] not in names)]
             await send(message)
 
-        await self.app(scope, receive, send_with_id)
+        token = current_span.set(span)
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            current_span.reset(token)
 
 
 class BodyLimit:

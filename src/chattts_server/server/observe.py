@@ -1,4 +1,6 @@
-"""Observability: Prometheus metrics, JSON logs, and the one log line each request ends with."""
+"""Observability: Prometheus metrics, JSON logs, the one log line each request ends with, and
+the request's span in its W3C trace (``traceparent``, rules in :mod:`chattts_server.tracecontext`).
+"""
 
 from __future__ import annotations
 
@@ -8,17 +10,54 @@ import json
 import logging
 import re
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
+from .. import tracecontext
 from ..engine import SynthesisCancelledError
+from ..tracecontext import TraceParent
 from .errors import translate
 
 log = logging.getLogger("chattts_server.request")
+
+
+@dataclass(frozen=True)
+class RequestSpan:
+    """The server's span of one HTTP request: ``span`` (returned to the caller as
+    ``traceparent``) in the caller's trace, or in a new one when the caller sent no valid
+    ``traceparent`` (``parent`` is then ``None``)."""
+
+    span: TraceParent
+    parent: TraceParent | None
+
+    @classmethod
+    def from_headers(cls, values: Iterable[bytes]) -> RequestSpan:
+        """The span for a request's ``traceparent`` header values (several: invalid)."""
+        given = [v.decode("latin-1") for v in values]
+        span, parent = tracecontext.continue_from(",".join(given) if given else None)
+        return cls(span, parent)
+
+    @property
+    def trace_id(self) -> str:
+        return self.span.trace_id
+
+    def fields(self) -> dict[str, str | None]:
+        """What log lines say of it."""
+        return {
+            "trace_id": self.span.trace_id,
+            "span_id": self.span.span_id,
+            "parent_span_id": self.parent.span_id if self.parent else None,
+        }
+
+
+# the span of the request being handled (set by the RequestID middleware; tasks and
+# to_thread calls made while handling it inherit it, plain threads do not)
+current_span: ContextVar[RequestSpan | None] = ContextVar("chattts_request_span", default=None)
 
 
 class Metrics:
@@ -45,6 +84,16 @@ class Metrics:
         )
         self.queue_depth = Gauge("chattts_queue_depth", "requests waiting", registry=r)
         self.in_flight = Gauge("chattts_in_flight", "requests synthesizing", registry=r)
+        # read when scraped (exposition): what the alerts compare the gauges above with
+        self.ready = Gauge(
+            "chattts_ready", "1 once the model is loaded and warmed up (/readyz 200)", registry=r
+        )
+        self.queue_limit = Gauge(
+            "chattts_queue_limit", "most requests that may wait (max_queue; more: 503)", registry=r
+        )
+        self.in_flight_limit = Gauge(
+            "chattts_in_flight_limit", "most requests synthesizing at once (max_batch)", registry=r
+        )
         self.audio_seconds = Counter(
             "chattts_audio_seconds", "seconds of audio produced", registry=r
         )
@@ -60,6 +109,13 @@ class Metrics:
             buckets=(0.005, 0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28),
             registry=r,
         )
+
+    def exposition(self, *, ready: bool, queue_limit: int, in_flight_limit: int) -> bytes:
+        """The Prometheus text of ``/metrics``, with the gauges read at scrape time set."""
+        self.ready.set(1 if ready else 0)
+        self.queue_limit.set(queue_limit)
+        self.in_flight_limit.set(in_flight_limit)
+        return generate_latest(self.registry)
 
     def observe_step(self, rows: int, seconds: float) -> None:
         """A batcher listener (runs on the batcher thread; prometheus_client is thread-safe)."""
@@ -82,6 +138,8 @@ class RequestRecord:
     route: str
     metrics: Metrics
     text: str = ""
+    # the request's span: the one of the context the record is made in (the request's)
+    trace: RequestSpan | None = field(default_factory=lambda: current_span.get())
     voice: str | None = None
     format: str | None = None
     stream: bool = False
@@ -171,6 +229,7 @@ class RequestRecord:
             extra={
                 "fields": {
                     "request_id": self.request_id,
+                    **(self.trace.fields() if self.trace else {}),
                     "route": self.route,
                     "text_hash": hashlib.sha256(
                         self.text.encode("utf-8", "surrogatepass")
@@ -224,6 +283,8 @@ class JSONFormatter(logging.Formatter):
             "msg": record.getMessage(),
         }
         out.update(getattr(record, "fields", {}))
+        if "trace_id" not in out and (span := current_span.get()) is not None:
+            out["trace_id"] = span.trace_id  # any line logged while handling a request
         if record.exc_info:
             out["exc"] = self.formatException(record.exc_info)
         return json.dumps(out, ensure_ascii=False, default=str)

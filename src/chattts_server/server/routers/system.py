@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 
 from ..openapi import errors
 from ..protocol import HealthStatus
@@ -35,6 +35,7 @@ async def readyz(request: Request) -> Response:
     body = HealthStatus(
         status="ready",
         model={
+            "engine": info.name,
             "device": info.device,
             "sample_rate": info.sample_rate,
             "source": model.source if model else None,
@@ -55,6 +56,11 @@ async def readyz(request: Request) -> Response:
 )
 async def metrics(request: Request) -> Response:
     """Prometheus text format."""
-    return Response(
-        generate_latest(request.app.state.metrics.registry), media_type=CONTENT_TYPE_LATEST
+    state = request.app.state
+    worker = state.worker
+    body = state.metrics.exposition(
+        ready=state.engine.ready,
+        queue_limit=worker.capacity - worker.concurrency,
+        in_flight_limit=worker.concurrency,
     )
+    return Response(body, media_type=CONTENT_TYPE_LATEST)
