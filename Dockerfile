@@ -10,8 +10,9 @@
 #                    the CUDA 12.8 build with its nvidia-* wheels: this is the GPU image (run it
 #                    with --gpus all), ~8 GB. For a CPU-only image, much smaller:
 #                    --build-arg TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu
-#   EXTRAS           the project's optional dependency groups to add, comma-separated (e.g.
-#                    postgres); default none
+#   EXTRAS           the project's optional dependency groups, comma-separated (default torch:
+#                    the PyTorch engine; torch,postgres adds PostgreSQL voices; onnx instead of
+#                    torch gives a torch-free image for --engine onnx with an export mounted)
 #   APP_UID          the non-root user's uid (default 10001)
 # Behind a TLS-intercepting proxy, give pip your CA bundle as the build secret `ca`:
 #   --secret id=ca,src=/etc/ssl/certs/ca-certificates.crt   (tools/image.sh passes the host's)
@@ -23,7 +24,7 @@ ARG BASE_IMAGE=python:3.11-slim-bookworm
 
 # --- 1. the project's wheel, built from the source tree alone ----------------------------------
 FROM ${BASE_IMAGE} AS wheel
-ARG EXTRAS=
+ARG EXTRAS=torch
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY src ./src

@@ -345,14 +345,14 @@ class Bench:
 
         def prompt() -> Any:
             with torch.inference_mode():
-                return engine._prompt(engine._chat, text, p, None, None)
+                return engine._prompt(text, p, None, None)
 
         emb = self.torch.call(prompt)  # sizeable torch ops stay on the torch thread
         s = Sampling(min_new_tokens=n, max_new_tokens=n, manual_seed=7)
         gen = engine.batcher.enqueue(Generation(emb, s, parts=engine.parts))
         for _ in gen.updates(None):
             pass
-        return np.asarray(gen.ids.T.cpu())
+        return np.asarray(gen.ids.T)
 
     def decode_error(self, n: int, ttfa_tokens: int) -> dict[str, Any]:
         """Streamed (incremental) decode against a one-shot decode of the same tokens, for the

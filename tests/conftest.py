@@ -36,6 +36,26 @@ def engine(tiny_model_dir: Path):
     eng.close()
 
 
+@pytest.fixture(scope="session")
+def onnx_model_dir(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny model exported for the ONNX engine (fp32 weights)."""
+    from chattts_server.engine.onnx.export import export
+
+    return export(tiny_model_dir, tmp_path_factory.mktemp("tiny-onnx"), weights="fp32")
+
+
+@pytest.fixture(scope="session")
+def onnx_engine(onnx_model_dir: Path):
+    from chattts_server.engine import EngineConfig, create_engine
+
+    eng = create_engine(
+        EngineConfig(engine="onnx", onnx_dir=str(onnx_model_dir), max_new_tokens=48)
+    )
+    eng.load()
+    yield eng
+    eng.close()
+
+
 class LiveServer:
     def __init__(self, app: Any, **config: Any) -> None:
         self.app = app
@@ -122,6 +142,15 @@ def live(engine: Any) -> Iterator[LiveServer]:
 def http(live: LiveServer) -> Iterator[httpx.Client]:
     with httpx.Client(base_url=live.url, timeout=120) as client:
         yield client
+
+
+def free_port() -> int:
+    """A TCP port free on loopback right now (for a server subprocess)."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
 
 
 def wait_serving(url: str, proc: Any, timeout: float, log: Path | None = None) -> None:

@@ -8,7 +8,7 @@
 #
 # Env: IMAGE (default localhost/chattts-server:latest), BASE_IMAGE (default the local
 # localhost/chattts-base:bookworm), TORCH_INDEX_URL (default PyPI: the CUDA build of torch),
-# EXTRAS (the project's optional dependency groups, e.g. postgres), PYTHON (the venv's python,
+# EXTRAS (the project's optional dependency groups, default torch; e.g. torch,postgres), PYTHON (the venv's python,
 # for the tests), PYTEST_ARGS.
 # Without podman and not root: says so and exits 0 (nothing can be built here); under CI=true
 # that is a failure.
@@ -61,7 +61,7 @@ build() {
   set +e +o pipefail
   podman build --format docker --layers "${ca[@]}" \
     --build-arg BASE_IMAGE="$BASE_IMAGE" \
-    --build-arg TORCH_INDEX_URL="$TORCH_INDEX_URL" --build-arg EXTRAS="${EXTRAS:-}" \
+    --build-arg TORCH_INDEX_URL="$TORCH_INDEX_URL" --build-arg EXTRAS="${EXTRAS:-torch}" \
     -t "$IMAGE" -f Dockerfile . 2>&1 | tee "$STATE/build.log" \
     | grep --line-buffered -v -E '^(Copying (blob|config)|Writing manifest|Storing signatures)'
   local status=${PIPESTATUS[0]}

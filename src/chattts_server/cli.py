@@ -1,7 +1,9 @@
 """The ``chattts-server`` command.
 
 chattts-server make-test-model DIR --size tiny|full
-chattts-server synth TEXT -o out.wav [--model-dir DIR] [--seed N] [--manual-seed N] [--stream]
+chattts-server export-onnx MODEL_DIR OUT_DIR [--weights fp32|int8|int4]
+chattts-server synth TEXT -o out.wav [--model-dir DIR | --engine onnx --onnx-dir DIR] [--seed N]
+chattts-server serve | serve-ray | say | voices | certs
 """
 
 from __future__ import annotations
@@ -34,13 +36,40 @@ def _make_test_model(args: argparse.Namespace) -> int:
     return 0
 
 
-def _synth(args: argparse.Namespace) -> int:
-    from .engine import ChatTTSEngine, EngineError, Pauses, SynthesisRequest
+def _export_onnx(args: argparse.Namespace) -> int:
+    from .engine import EngineError
+    from .engine.onnx.export import check_export_dir, export
 
-    overrides = {"model_dir": args.model_dir, "device": args.device}
+    started = time.perf_counter()
+    try:
+        check_export_dir(args.out_dir)
+        out = export(args.model_dir, args.out_dir, weights=args.weights)
+    except ImportError as exc:
+        print(f"error: export-onnx needs the full install (torch, chattts, onnx): {exc}",
+              file=sys.stderr)  # fmt: skip
+        return 2
+    except EngineError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(
+        f"exported {args.model_dir} ({args.weights} GPT weights) to {out} in "
+        f"{time.perf_counter() - started:.1f}s; serve it with --engine onnx --onnx-dir {out}"
+    )
+    return 0
+
+
+def _synth(args: argparse.Namespace) -> int:
+    from .engine import EngineError, Pauses, SynthesisRequest, create_engine
+
+    overrides = {
+        "model_dir": args.model_dir,
+        "device": args.device,
+        "engine": args.engine,
+        "onnx_dir": args.onnx_dir,
+    }
     settings = Settings(**{k: v for k, v in overrides.items() if v is not None})
     text = sys.stdin.read() if args.text == "-" else args.text
-    engine = ChatTTSEngine(settings.engine_config())
+    engine = create_engine(settings.engine_config())
     try:
         engine.load()
         request = SynthesisRequest(
@@ -125,9 +154,25 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=_make_test_model)
 
+    p = sub.add_parser(
+        "export-onnx", help="export a ChatTTS model folder for the onnx engine (needs torch)"
+    )
+    p.add_argument("model_dir", type=Path, help="folder holding ChatTTS's asset/ layout")
+    p.add_argument("out_dir", type=Path, help="where the export goes (made or replaced)")
+    p.add_argument(
+        "--weights",
+        choices=("fp32", "int8", "int4"),
+        default="fp32",
+        help="GPT weights: fp32 (exact), or weight-only int8/int4 (MatMulNBits, blocks of 32, "
+        "accuracy level 4)",
+    )
+    p.set_defaults(func=_export_onnx)
+
     p = sub.add_parser("synth", help="synthesize in-process (no server) into a WAV file")
     p.add_argument("text", help="text to speak, or - to read stdin")
     p.add_argument("-o", "--output", type=Path, required=True)
+    p.add_argument("--engine", choices=("torch", "onnx"))
+    p.add_argument("--onnx-dir", type=Path, help="an export-onnx folder (--engine onnx)")
     p.add_argument("--model-dir", type=Path)
     p.add_argument("--device", choices=("auto", "cpu", "cuda"))
     p.add_argument("--seed", type=int, help="voice seed")

@@ -29,6 +29,14 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="CHATTTS_SERVER_", extra="ignore")
 
     # model
+    engine: Literal["torch", "onnx"] = Field(
+        "torch",
+        description="torch: ChatTTS on PyTorch (model_dir); onnx: an export-onnx folder on "
+        "ONNX Runtime (onnx_dir), no torch needed",
+    )
+    onnx_dir: Path | None = Field(
+        None, description="folder made by `chattts-server export-onnx` (engine onnx)"
+    )
     model_dir: Path | None = Field(
         None, description="folder holding ChatTTS's asset/ layout (default: hub download)"
     )
@@ -130,6 +138,8 @@ class Settings(BaseSettings):
             gpt_dtype=self.gpt_dtype,
             max_batch=self.max_batch,
             pack_weights=self.pack_weights,
+            engine=self.engine,
+            onnx_dir=str(self.onnx_dir) if self.onnx_dir is not None else None,
         )
 
 

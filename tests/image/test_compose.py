@@ -42,4 +42,4 @@ def test_postgres_is_an_opt_in_profile_the_server_can_point_at() -> None:
     env = pg["environment"]
     url = f"postgresql://{env['POSTGRES_USER']}:${{CHATTTS_DB_PASSWORD:-change-me}}@postgres:5432/"
     assert f"CHATTTS_SERVER_DATABASE_URL: {url}{env['POSTGRES_DB']}" in text
-    assert "EXTRAS: postgres" in text and "ARG EXTRAS" in dockerfile()
+    assert "EXTRAS: torch,postgres" in text and "ARG EXTRAS" in dockerfile()

@@ -6,6 +6,7 @@ import threading
 from typing import Any
 
 import httpx
+import numpy as np
 
 from chattts_server.server import create_app
 from conftest import LiveServer, make_settings
@@ -22,7 +23,8 @@ def test_concurrent_requests_share_steps_and_get_their_own_audio(engine: Any) ->
         solo = [c.post("/v1/tts", json={**BODY, "text": t}) for t in TEXTS]
         assert all(r.status_code == 200 and len(r.content) > 1000 for r in solo)
         alone = [r.content for r in solo]
-        engine.batcher.listeners.append(lambda n, _: rows.append(n))
+        listener = lambda n, _: rows.append(n)  # noqa: E731
+        engine.add_step_listener(listener)
         try:
             results: dict[int, httpx.Response] = {}
             barrier = threading.Barrier(len(TEXTS))
@@ -38,12 +40,18 @@ def test_concurrent_requests_share_steps_and_get_their_own_audio(engine: Any) ->
             for t in threads:
                 t.join(120)
         finally:
-            engine.batcher.listeners.pop()
+            engine.remove_step_listener(listener)
         metrics = c.get("/metrics").text
     assert [results[i].status_code for i in range(3)] == [200, 200, 200]
     assert max(rows) >= 2  # at least two requests were in one GPT step
-    for i in range(3):  # each got exactly the audio it gets alone
-        assert results[i].content == alone[i]
+    for i in range(3):  # each got the audio it gets alone
+        if engine.info.name == "chattts":  # oneDNN computes rows independently: bit for bit
+            assert results[i].content == alone[i]
+        else:  # ONNX Runtime's batched kernels round differently: the same tokens, so the
+            # same samples within float rounding (a different token would change them wholly)
+            got, want = (np.frombuffer(x, "<i2").astype(int) for x in (results[i].content,
+                                                                        alone[i]))  # fmt: skip
+            assert got.size == want.size and np.abs(got - want).max() <= 2
     assert "chattts_gpt_batch_rows_bucket" in metrics
     count = next(
         float(line.split()[-1])

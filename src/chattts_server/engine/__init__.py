@@ -1,7 +1,10 @@
 """The speech engine: the real ChatTTS model behind a small interface.
 
-``ChatTTSEngine(EngineConfig(model_dir=...)).load()`` then ``engine.synthesize(request)``, which
-returns a cancellable iterator of 24 kHz float32 :class:`AudioChunk`.
+``create_engine(EngineConfig(model_dir=...))`` (PyTorch, ``ChatTTSEngine``) or
+``create_engine(EngineConfig(engine="onnx", onnx_dir=...))`` (ONNX Runtime, ``OnnxEngine``,
+torch-free), then ``engine.load()`` and ``engine.synthesize(request)``, which returns a
+cancellable iterator of 24 kHz float32 :class:`AudioChunk`. Importing this package imports
+neither torch nor onnxruntime; loading an engine does.
 """
 
 from .base import (
@@ -15,7 +18,7 @@ from .base import (
     SynthesisRequest,
     SynthesisStats,
 )
-from .chattts_engine import SAMPLE_RATE, ChatTTSEngine, EngineConfig
+from .chattts_engine import ChatTTSEngine
 from .errors import (
     EngineError,
     EngineNotReadyError,
@@ -24,6 +27,17 @@ from .errors import (
     SynthesisCancelledError,
     SynthesisError,
 )
+from .pipeline import SAMPLE_RATE, EngineConfig, PipelineEngine
+
+
+def create_engine(config: EngineConfig) -> PipelineEngine:
+    """The engine ``config.engine`` names: ``torch`` (ChatTTS on PyTorch) or ``onnx``."""
+    if config.engine == "onnx":
+        from .onnx.engine import OnnxEngine
+
+        return OnnxEngine(config)
+    return ChatTTSEngine(config)
+
 
 __all__ = [
     "SAMPLE_RATE",
@@ -39,9 +53,11 @@ __all__ = [
     "ModelInfo",
     "ModelLoadError",
     "Pauses",
+    "PipelineEngine",
     "Synthesis",
     "SynthesisCancelledError",
     "SynthesisError",
     "SynthesisRequest",
     "SynthesisStats",
+    "create_engine",
 ]

@@ -9,7 +9,7 @@ segments that hit the token limit, cancellation).
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Literal, Protocol, runtime_checkable
 
@@ -151,9 +151,14 @@ class EngineInfo:
     model: ModelInfo | None
 
 
+StepListener = Callable[[int, float], None]
+
+
 @runtime_checkable
 class Engine(Protocol):
-    """What the server needs from a speech engine."""
+    """What the server needs from a speech engine: synthesis, voices, metrics hooks. The server
+    knows engines only through this (``ChatTTSEngine`` on PyTorch, ``OnnxEngine`` on ONNX
+    Runtime)."""
 
     @property
     def info(self) -> EngineInfo: ...
@@ -170,3 +175,26 @@ class Engine(Protocol):
 
     def close(self) -> None:
         """Release the model."""
+
+    def speaker_for_seed(self, seed: int) -> str:
+        """The speaker string (``spk_emb``) a voice seed stands for with these weights; the
+        same on every start, machine and engine for given weights."""
+
+    def check_speaker(self, spk_emb: object, field: str = "spk_emb") -> str:
+        """Return ``spk_emb`` if it is a speaker string for this model, else raise
+        :class:`~.errors.InvalidInputError` naming ``field``."""
+
+    def check_reference_tokens(self, ref_tokens: object, field: str = "ref_tokens") -> str:
+        """Return ``ref_tokens`` if it is an encoded reference clip for this model, else raise
+        :class:`~.errors.InvalidInputError` naming ``field``."""
+
+    def encode_reference(self, ref_audio: bytes) -> str:
+        """Encode a reference clip (WAV, FLAC or Ogg bytes) into reusable ``ref_tokens``;
+        raises :class:`~.errors.InvalidInputError` for a bad clip."""
+
+    def add_step_listener(self, listener: StepListener) -> None:
+        """Call ``listener(rows, seconds)`` after every GPT step (engines that batch steps
+        across requests; others never call it). Called on the engine's thread: keep it short."""
+
+    def remove_step_listener(self, listener: StepListener) -> None:
+        """Stop calling ``listener``; unknown listeners are ignored."""

@@ -1,4 +1,6 @@
-"""Voices: a speaker string from a seed, checks on given speaker strings and reference clips.
+"""Voices: the one-voice-source rule, seed checks, a seed's speaker string on torch, and
+reference clips decoded for encoding (the speaker-string and clip-token checks are the
+engines', :class:`~.pipeline.PipelineEngine`; the torch-free speaker math is :mod:`.speakers`).
 
 A ChatTTS voice is a speaker embedding (``spk_emb``, a base16384 string of float16 values) or a
 reference clip encoded into DVAE tokens (``spk_smp``) with its transcript (``txt_smp``).
@@ -67,51 +69,6 @@ def spk_emb_from_seed(seed: int, speaker: Any) -> str:
     noise = torch.randn(speaker.dim, generator=gen, dtype=torch.float32)
     std, mean = speaker.std.cpu().float(), speaker.mean.cpu().float()
     return str(speaker._encode((noise * std + mean).to(torch.float16)))
-
-
-def check_spk_emb(value: object, dim: int, speaker: Any, field: str = "spk_emb") -> str:
-    """A ChatTTS speaker string that decodes to ``dim`` finite values."""
-    if not isinstance(value, str) or not value:
-        raise InvalidInputError(
-            f"{field} must be a non-empty string", code="invalid_type", field=field
-        )
-    try:
-        arr = speaker._decode(value)
-    except Exception as exc:
-        raise InvalidInputError(
-            f"{field} is not a ChatTTS speaker string", code="invalid_spk_emb", field=field
-        ) from exc
-    if arr.shape != (dim,) or not np.all(np.isfinite(arr)):
-        raise InvalidInputError(
-            f"{field} must hold {dim} finite values for this model, it holds {arr.size}",
-            code="invalid_spk_emb",
-            field=field,
-        )
-    return value
-
-
-def check_ref_tokens(value: object, chat: Any, field: str = "ref_tokens") -> str:
-    """Encoded reference-clip tokens (``spk_smp``): ``num_vq`` rows of audio-token ids."""
-    if not isinstance(value, str) or not value:
-        raise InvalidInputError(f"{field} must be a non-empty string", code="invalid_type",
-                                field=field)  # fmt: skip
-    try:
-        tokens = chat.speaker.decode_prompt(value)
-    except Exception as exc:
-        raise InvalidInputError(
-            f"{field} is not an encoded ChatTTS clip", code="invalid_ref_tokens", field=field
-        ) from exc
-    num_vq, limit = chat.config.gpt.num_vq, chat.config.gpt.num_audio_tokens
-    if (
-        tokens.ndim != 2
-        or tokens.shape[0] != num_vq
-        or tokens.shape[1] == 0
-        or (int(tokens.max()) >= limit)
-    ):
-        raise InvalidInputError(
-            f"{field} does not fit this model", code="invalid_ref_tokens", field=field
-        )
-    return value
 
 
 def _check_riff(data: bytes) -> None:

@@ -22,7 +22,7 @@ from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..audio import AudioError
-from ..engine import ChatTTSEngine, Engine, EngineError
+from ..engine import Engine, EngineError, create_engine
 from ..settings import Settings
 from .errors import (
     APIError,
@@ -52,12 +52,12 @@ def create_app(
     on_fatal: Callable[[BaseException], None] | None = None,
     store: VoiceStore | None = None,
 ) -> FastAPI:
-    """Build the app. ``engine`` defaults to a :class:`ChatTTSEngine` from ``settings``;
+    """Build the app. ``engine`` defaults to the engine ``settings`` name (PyTorch or ONNX);
     ``on_fatal`` is called if the model fails to load (``serve`` stops the server); ``store``
     (the app closes it) defaults to the one ``settings`` name (:func:`open_store`: raises
     :class:`VoiceStoreError` with advice when it cannot be opened)."""
     settings = settings or Settings()
-    engine = engine or ChatTTSEngine(settings.engine_config())
+    engine = engine or create_engine(settings.engine_config())
     metrics = Metrics()
     if store is None:
         store = open_store(settings.database_url, settings.data_dir)
@@ -95,7 +95,7 @@ def create_app(
     app.state.metrics = metrics
     app.state.worker = worker
     app.state.load_error = None
-    app.state.voices = VoiceLibrary(store, engine)  # type: ignore[arg-type]
+    app.state.voices = VoiceLibrary(store, engine)
     app.state.speech = SpeechService(
         worker,
         app.state.voices,
@@ -158,15 +158,11 @@ async def _load(
 
 
 def _watch_steps(engine: Engine, metrics: Metrics, stop: bool = False) -> None:
-    """Feed the batcher's steps (engines that batch) into the metrics; ``stop`` detaches."""
-    batcher = getattr(engine, "batcher", None)
-    if batcher is None:
-        return
+    """Feed the engine's batched GPT steps into the metrics; ``stop`` detaches."""
     if stop:
-        if metrics.observe_step in batcher.listeners:
-            batcher.listeners.remove(metrics.observe_step)
-    elif metrics.observe_step not in batcher.listeners:
-        batcher.listeners.append(metrics.observe_step)
+        engine.remove_step_listener(metrics.observe_step)
+    else:
+        engine.add_step_listener(metrics.observe_step)
 
 
 def request_id(request: Request) -> str:

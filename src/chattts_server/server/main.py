@@ -10,6 +10,7 @@ import ssl
 import sys
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 from types import FrameType
 from typing import Any
 
@@ -39,12 +40,18 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
 
 def model_advice(settings: Settings) -> str | None:
     """The loader's advice when the weights cannot be found (checked before serving)."""
-    import ChatTTS
-
-    from ..engine.loader import resolve
-
+    config = settings.engine_config()
     try:
-        resolve(settings.engine_config().model_dir, settings.allow_download, ChatTTS.Chat())
+        if config.engine == "onnx":
+            from ..engine.onnx.files import OnnxModel
+
+            OnnxModel.open(config.onnx_dir)
+            return None
+        import ChatTTS
+
+        from ..engine.loader import resolve
+
+        resolve(config.model_dir, settings.allow_download, ChatTTS.Chat())
     except ModelLoadError as exc:
         return exc.message
     return None
@@ -57,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
         signal.signal(signal.SIGTERM, _exit_while_starting)
     import uvicorn
 
-    from ..engine import ChatTTSEngine
+    from ..engine import create_engine
     from .app import create_app
     from .observe import configure_logging
     from .voicestore import VoiceStoreError, open_store
@@ -66,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
     configure_logging(settings.log_level)
     if getattr(args, "test_model", None):
         settings = _with_test_model(settings, args.test_model)
-    engine = ChatTTSEngine(settings.engine_config())
+    engine = create_engine(settings.engine_config())
     # fail at start-up, with advice, before opening the port: first the voice store (opened and
     # migrated here; a database it cannot reach says why at once), then the model
     try:
@@ -155,4 +162,28 @@ def _with_test_model(settings: Settings, size: str) -> Settings:
     from ..engine.testmodel import ensure_test_model
 
     path = ensure_test_model(settings.data_dir / "test-models" / size, size)  # type: ignore[arg-type]
-    return settings.model_copy(update={"model_dir": path})
+    update: dict[str, object] = {"model_dir": path}
+    if settings.engine == "onnx":  # and its export for the onnx engine (needs torch to make)
+        update["onnx_dir"] = _current_export(
+            path, settings.data_dir / "test-models" / f"{size}-onnx"
+        )
+    return settings.model_copy(update=update)
+
+
+def _current_export(model: Path, out: Path) -> Path:
+    """``out``: an fp32 export of ``model``, made unless one of these weights is there."""
+    import json
+    import shutil
+
+    from ..engine.loader import read_manifest
+    from ..engine.onnx.export import export
+
+    manifest = out / "manifest.json"
+    source = read_manifest(model) or {}
+    if manifest.exists():
+        made = json.loads(manifest.read_text())
+        if made.get("source", {}).get("test_model") == source:
+            return out
+        shutil.rmtree(out)
+    export(model, out, weights="fp32")
+    return out

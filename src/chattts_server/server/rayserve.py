@@ -102,13 +102,13 @@ class ChatTTSReplica:
     """One replica: the whole server, its model loaded before Serve routes to it."""
 
     def __init__(self, settings_json: str) -> None:
-        from ..engine import ChatTTSEngine
+        from ..engine import create_engine
         from .app import create_app
         from .observe import configure_logging
 
         settings = Settings.model_validate_json(settings_json)
         configure_logging(settings.log_level)
-        self.engine = ChatTTSEngine(settings.engine_config())
+        self.engine = create_engine(settings.engine_config())
         self.engine.load()  # raises (with advice) if the weights are missing: replica fails
         self.server_app = create_app(settings, self.engine)
         self.replica_id = _replica_id()

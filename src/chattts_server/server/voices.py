@@ -12,7 +12,7 @@ import asyncio
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..engine import ChatTTSEngine, limits
+from ..engine import Engine, limits
 from ..engine.text import normalize_language, validate_text
 from ..engine.voices import check_one_source
 from .errors import BadRequestError, ConflictError, NotFoundError
@@ -56,7 +56,7 @@ def check_name(name: str, param: str = "name") -> str:
 
 
 class VoiceLibrary:
-    def __init__(self, store: VoiceStore, engine: ChatTTSEngine) -> None:
+    def __init__(self, store: VoiceStore, engine: Engine) -> None:
         self.store = store
         self.engine = engine
 
