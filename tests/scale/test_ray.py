@@ -12,7 +12,6 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -26,18 +25,13 @@ import numpy as np
 import pytest
 
 from chattts_server.client import AudioChunk, Client, Done, StreamInterruptedError
+from conftest import free_port
 from pgtool import PostgresServer
 
 pytest.importorskip("ray", reason="Ray Serve is an optional extra: pip install '.[ray]'")
 
 HOLD_TOKENS = 1_000_000  # a stream with this many tokens runs until it is cut
 TEXT = "Hello from a replica."
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def replica_pids() -> set[int]:

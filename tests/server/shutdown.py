@@ -27,12 +27,6 @@ RCVBUF = 64 * 1024  # the kernel doubles it
 WAIT_S = 300  # generous deadlines: a loaded 2-core machine is slow, never wrong
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def in_flight_body() -> dict[str, Any]:
     return {
         "text": ", ".join(["la"] * CLAUSES) + ".",

@@ -14,12 +14,11 @@ from pathlib import Path
 import httpx
 import pytest
 
-from conftest import wait_serving
+from conftest import free_port, wait_serving
 
 from .shutdown import (
     WAIT_S,
     finish_after_sigterm,
-    free_port,
     log_records,
     silence_bytes,
     wait_until_refusing,

@@ -8,7 +8,6 @@ import base64
 import io
 import os
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -22,15 +21,9 @@ import httpx
 import numpy as np
 import soundfile as sf
 
-from conftest import wait_serving
+from conftest import free_port, wait_serving
 
 from .conftest import VoiceDB
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @contextmanager
