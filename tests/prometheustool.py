@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
@@ -25,6 +24,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
+
+from conftest import free_port
 
 T = TypeVar("T")
 
@@ -39,12 +40,6 @@ def require_prometheus() -> tuple[str, str]:
         pytest.skip(reason)
     assert promtool is not None and prometheus is not None
     return promtool, prometheus
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def wait_until(probe: Callable[[], T | None], what: str, timeout: float = 120) -> T:

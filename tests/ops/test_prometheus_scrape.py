@@ -14,6 +14,7 @@ import json
 import re
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from functools import partial
 from pathlib import Path
@@ -22,6 +23,7 @@ from typing import Any
 import httpx
 import pytest
 import yaml
+from prometheus_client.parser import text_string_to_metric_families
 
 from conftest import LiveServer, wait_idle
 from prometheustool import PrometheusServer, require_prometheus, wait_until
@@ -104,16 +106,25 @@ class Held(threading.Thread):
 
 def scraped_equals_live(prometheus: PrometheusServer, live: LiveServer, metric: str) -> bool:
     """Prometheus's latest sample of ``metric`` (summed) is the server's value now."""
-    text = httpx.get(f"{live.url}/metrics", timeout=30).text
     name, _, labels = metric.partition("{")
-    labels = labels.rstrip("}")
+    want = dict(re.findall(r'(\w+)="([^"]*)"', labels))
     now = sum(
-        float(value)
-        for have, value in re.findall(rf"^{name}(?:{{([^}}]*)}})? (\S+)$", text, re.M)
-        if all(pair in have.split(",") for pair in filter(None, labels.split(",")))
+        value
+        for sample, have, value in samples(httpx.get(f"{live.url}/metrics", timeout=30).text)
+        if sample == name and want.items() <= have.items()
     )
-    selector = f'{name}{{job="chattts"{"," if labels else ""}{labels}}}'
-    return prometheus.value(f"sum({selector})") == now
+    selector = ",".join(['job="chattts"', *(f'{k}="{v}"' for k, v in want.items())])
+    return prometheus.value(f"sum({name}{{{selector}}})") == now
+
+
+def samples(exposition: str) -> list[tuple[str, dict[str, str], float]]:
+    """(name, labels, value) of every sample, read by prometheus_client's own parser (label
+    values may hold braces: route="/v1/voices/{name}/sample")."""
+    return [
+        (s.name, dict(s.labels), s.value)
+        for family in text_string_to_metric_families(exposition)
+        for s in family.samples
+    ]
 
 
 def test_prometheus_scrapes_the_live_server_and_every_rule_evaluates(
@@ -127,6 +138,11 @@ def test_prometheus_scrapes_the_live_server_and_every_rule_evaluates(
             assert http.post("/v1/tts", json=body).status_code in (200, 404)
         with http.stream("POST", "/v1/tts?stream=true", json={"text": "Hi.", "seed": 3}) as r:
             assert r.status_code == 200 and b"event: done" in r.read()
+        # a route label with braces in it: route="/v1/voices/{name}/sample"
+        name = f"ops-{uuid.uuid4().hex[:8]}"
+        assert http.post("/v1/voices", json={"name": name, "seed": 7}).status_code == 201
+        assert http.get(f"/v1/voices/{name}/sample", params={"text": "Hi."}).status_code == 200
+        assert http.delete(f"/v1/voices/{name}").status_code == 204
 
     # synthesizing: one held running, one queued behind it, a third refused (max_batch 1,
     # max_queue 1); Prometheus must see it so
@@ -212,7 +228,7 @@ def test_every_metric_the_rules_and_dashboard_use_is_served(
     with httpx.Client(base_url=live.url, timeout=120) as http:
         assert http.post("/v1/tts", json={"text": "Hi.", "seed": 5, "format": "pcm"}).is_success
         text = http.get("/metrics").text
-    served = set(re.findall(r"^(chattts_\w+?)(?:\{[^}]*\})? ", text, re.M))
+    served = {name for name, _, _ in samples(text)}
     board = json.loads(DASHBOARD.read_text())
     exprs = [r["expr"] for r in rule_list()]
     exprs += [t["expr"] for p in board["panels"] for t in p.get("targets", [])]

@@ -91,3 +91,19 @@ def test_metrics_have_the_gauges_the_alerts_compare_with(live: LiveServer) -> No
     assert float(values["chattts_ready"]) == 1.0
     assert float(values["chattts_queue_limit"]) == settings.max_queue
     assert float(values["chattts_in_flight_limit"]) == settings.max_batch
+
+
+def test_other_lines_logged_while_handling_a_request_name_its_trace() -> None:
+    import json
+    import logging
+
+    from chattts_server.server.observe import JSONFormatter, RequestSpan, current_span
+
+    span = RequestSpan.from_headers([f"00-{TRACE}-{SPAN}-01".encode()])
+    record = logging.LogRecord("chattts_server.x", logging.ERROR, __file__, 1, "boom", (), None)
+    assert "trace_id" not in json.loads(JSONFormatter().format(record))
+    token = current_span.set(span)
+    try:
+        assert json.loads(JSONFormatter().format(record))["trace_id"] == TRACE
+    finally:
+        current_span.reset(token)
