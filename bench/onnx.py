@@ -24,7 +24,6 @@ import json
 import os
 import platform
 import resource
-import shutil
 import statistics
 import subprocess
 import sys
@@ -133,8 +132,16 @@ def child(variant: str, model: Path, exports: Path, tokens: int, runs: int, ref:
                 "steps": STEPS_FORCED,
             }
         engine.close()
-    out["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+    out["peak_rss_mb"] = _peak_rss_mb()
     print("RESULT " + json.dumps(out), flush=True)
+
+
+def _peak_rss_mb() -> int:
+    """This process's peak RSS (VmHWM: ru_maxrss would include the parent's, kept over exec)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return round(int(line.split()[1]) / 1024)
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
 
 
 def _concurrent(engine: Any, tokens: int, n: int) -> float:
@@ -185,27 +192,11 @@ def _stock(model: Path, tokens: int, runs: int) -> dict[str, Any]:
 
 def exports_for(model: Path, root: Path) -> Path:
     """fp32/int8/int4 exports of ``model`` under ``root``, made unless current."""
-    from chattts_server.engine.onnx.export import export
+    from chattts_server.engine.onnx.export import ensure_export
 
-    fingerprint = None
     for weights in ("fp32", "int8", "int4"):
-        target = root / weights
-        manifest = target / "manifest.json"
-        if manifest.exists():
-            fingerprint = fingerprint or _fingerprint(model)
-            if json.loads(manifest.read_text())["source"]["fingerprint"] == fingerprint:
-                continue
-            shutil.rmtree(target)
-        export(model, target, weights=weights)
+        ensure_export(model, root / weights, weights)
     return root
-
-
-def _fingerprint(model: Path) -> str:
-    import ChatTTS
-
-    from chattts_server.engine.loader import resolve
-
-    return resolve(str(model), False, ChatTTS.Chat()).info.fingerprint
 
 
 def venv_sizes() -> dict[str, Any]:

@@ -43,3 +43,29 @@ def test_dependencies_point_one_way() -> None:
                 for m in found
             ), path  # fmt: skip
         assert not any(m.startswith(("tests", "conftest")) for m in found), path
+
+
+TORCH_WORLD = ("torch", "torchaudio", "transformers", "ChatTTS", "vocos", "numba")
+TORCH_MODULES = {  # the PyTorch engine and what needs torch by its nature
+    "engine/chattts_engine.py",
+    "engine/torch_step.py",
+    "engine/testmodel.py",
+    "engine/onnx/export.py",
+}
+
+
+def test_only_the_torch_engine_imports_torch() -> None:
+    """The torch-free install (``[onnx]``) imports everything else: no module outside the torch
+    engine names torch, transformers or ChatTTS in any import, a function's included — except
+    the lazy ones listed here, each on a path the ONNX engine never takes."""
+    lazy = {  # module → where torch is imported inside a function, and why it is safe
+        "engine/voices.py",  # spk_emb_from_seed: the torch engine's own seed voices
+        "engine/loader.py",  # ChatTTS's config and asset check: the torch engine's loading
+        "engine/onnx/prompt.py",  # export_tokenizer: export-onnx only
+    }
+    for path in SRC.rglob("*.py"):
+        name = path.relative_to(SRC).as_posix()
+        if name in TORCH_MODULES or name in lazy:
+            continue
+        found = imports(path)
+        assert not any(m.split(".")[0] in TORCH_WORLD for m in found), name

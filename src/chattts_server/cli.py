@@ -15,6 +15,7 @@ import time
 import wave
 from collections.abc import Sequence
 from pathlib import Path
+from typing import get_args
 
 from .settings import Settings
 
@@ -48,7 +49,7 @@ def _export_onnx(args: argparse.Namespace) -> int:
         print(f"error: export-onnx needs the full install (torch, chattts, onnx): {exc}",
               file=sys.stderr)  # fmt: skip
         return 2
-    except EngineError as exc:
+    except (EngineError, RuntimeError, ValueError) as exc:  # the tokenizer check, bad input
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(
@@ -159,9 +160,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("model_dir", type=Path, help="folder holding ChatTTS's asset/ layout")
     p.add_argument("out_dir", type=Path, help="where the export goes (made or replaced)")
+    from .engine.onnx.export import WEIGHTS
+    from .engine.pipeline import EngineKind
+
     p.add_argument(
         "--weights",
-        choices=("fp32", "int8", "int4"),
+        choices=WEIGHTS,
         default="fp32",
         help="GPT weights: fp32 (exact), or weight-only int8/int4 (MatMulNBits, blocks of 32, "
         "accuracy level 4)",
@@ -171,7 +175,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("synth", help="synthesize in-process (no server) into a WAV file")
     p.add_argument("text", help="text to speak, or - to read stdin")
     p.add_argument("-o", "--output", type=Path, required=True)
-    p.add_argument("--engine", choices=("torch", "onnx"))
+    p.add_argument("--engine", choices=get_args(EngineKind))
     p.add_argument("--onnx-dir", type=Path, help="an export-onnx folder (--engine onnx)")
     p.add_argument("--model-dir", type=Path)
     p.add_argument("--device", choices=("auto", "cpu", "cuda"))

@@ -15,6 +15,7 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from .engine import EngineConfig
+from .engine.pipeline import EngineKind
 
 
 def default_data_dir() -> Path:
@@ -29,7 +30,7 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="CHATTTS_SERVER_", extra="ignore")
 
     # model
-    engine: Literal["torch", "onnx"] = Field(
+    engine: EngineKind = Field(
         "torch",
         description="torch: ChatTTS on PyTorch (model_dir); onnx: an export-onnx folder on "
         "ONNX Runtime (onnx_dir), no torch needed",

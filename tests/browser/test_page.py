@@ -42,12 +42,12 @@ def gate(engine: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[Gate]:
     g = Gate()
     original = engine._segment
 
-    def gated(chat: Any, p: Any, text: str, *args: Any, **kwargs: Any) -> Any:
+    def gated(p: Any, text: str, *args: Any, **kwargs: Any) -> Any:
         if p.request.text == THREE_SENTENCES and text == p.segments[1].text:
             g.holding.set()
             if not g.opened.wait(60):
                 raise RuntimeError("the test never opened the gate")
-        return original(chat, p, text, *args, **kwargs)
+        return original(p, text, *args, **kwargs)
 
     monkeypatch.setattr(engine, "_segment", gated)
     yield g

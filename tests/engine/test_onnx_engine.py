@@ -17,7 +17,7 @@ import torch
 
 from chattts_server.engine import ChatTTSEngine, SynthesisRequest
 from chattts_server.engine.batching import Generation, Sampling
-from chattts_server.engine.errors import InvalidInputError
+from chattts_server.engine.errors import InvalidInputError, SynthesisCancelledError
 from streamtool import assert_stream_matches
 
 TEXT = "Hello from the other engine. 第二句话。"
@@ -147,31 +147,39 @@ def test_streamed_audio_matches_the_whole(onnx_engine: Any) -> None:
     assert_stream_matches(to16(streamed), to16(whole))
 
 
-def test_concurrent_requests_share_steps_and_give_their_solo_tokens(onnx_engine: Any) -> None:
-    reqs = [
-        dict(text="First voice here.", seed=4, manual_seed=1, max_new_tokens=24),
-        dict(text="第二个声音。", seed=9, manual_seed=2, max_new_tokens=24),
-        dict(text="A third, longer request than the others.", seed=3, manual_seed=3,
-             max_new_tokens=30),
-    ]  # fmt: skip
-    alone = [synth(onnx_engine, **r)[1].tokens for r in reqs]
+def test_rows_queued_together_share_steps_and_keep_their_solo_tokens(onnx_engine: Any) -> None:
+    """Three generations queued at once join the same step; each samples the tokens it samples
+    alone, and its hidden states differ from its solo run by float rounding only."""
+    texts = ["First voice here.", "第二个声音。", "A third, longer request than the others."]
+    lengths = (24, 20, 30)
+    specs = [
+        (prompt(onnx_engine, t, i + 2), Sampling(min_new_tokens=n, max_new_tokens=n, manual_seed=i))
+        for i, (t, n) in enumerate(zip(texts, lengths, strict=True))
+    ]
+
+    def finish(gen: Generation) -> np.ndarray:
+        *_, (hidden, final) = gen.updates(None)
+        assert final
+        return np.array(hidden)
+
+    b = onnx_engine.batcher
+    alone = []
+    for emb, s in specs:
+        gen = b.enqueue(Generation(emb, s, parts=onnx_engine.parts))
+        alone.append((finish(gen), gen.ids))
     rows: list[int] = []
     listener = lambda n, _: rows.append(n)  # noqa: E731
     onnx_engine.add_step_listener(listener)
-    out: dict[int, Any] = {}
-    threads = [
-        threading.Thread(target=lambda i=i: out.__setitem__(i, synth(onnx_engine, **reqs[i])[1]))
-        for i in range(3)
-    ]
     try:
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join(120)
+        gens = [Generation(emb, s, parts=onnx_engine.parts) for emb, s in specs]
+        b.enqueue_all(gens)  # queued together: they join the same step
+        together = [(finish(g), g.ids) for g in gens]
     finally:
         onnx_engine.remove_step_listener(listener)
-    assert max(rows) >= 2  # they shared steps
-    assert [out[i].tokens for i in range(3)] == alone
+    assert max(rows) == 3
+    for (h1, ids1), (h2, ids2) in zip(alone, together, strict=True):
+        assert np.array_equal(ids1, ids2)
+        assert float(np.abs(h1 - h2).max()) <= 1e-4
 
 
 def test_cancel_stops_within_a_step(onnx_engine: Any) -> None:
@@ -190,7 +198,7 @@ def test_cancel_stops_within_a_step(onnx_engine: Any) -> None:
 
     onnx_engine.add_step_listener(on_step)
     try:
-        with pytest.raises(Exception, match="cancelled"):
+        with pytest.raises(SynthesisCancelledError):
             for _ in s:
                 pass
     finally:
@@ -211,13 +219,20 @@ def test_the_onnx_engine_runs_with_torch_blocked(onnx_model_dir: Path) -> None:
 import sys
 for name in ("torch", "transformers", "ChatTTS", "torchaudio", "vocos", "numba"):
     sys.modules[name] = None
+import io
+import numpy as np
+import soundfile as sf
 from chattts_server.engine import EngineConfig, SynthesisRequest, create_engine
+from chattts_server.server import create_app
 eng = create_engine(EngineConfig(engine="onnx", onnx_dir={str(onnx_model_dir)!r},
                                  max_new_tokens=16))
 eng.load()
 pcm = [c.pcm for c in eng.synthesize(SynthesisRequest(text="Hello.", seed=1, manual_seed=1,
                                                        incremental=True))]
-print(sum(p.size for p in pcm), eng.speaker_for_seed(3)[:8])
+buf = io.BytesIO()
+sf.write(buf, np.sin(np.arange(48000) / 20).astype(np.float32) * 0.3, 24000, format="WAV")
+assert eng.check_reference_tokens(eng.encode_reference(buf.getvalue()))
+print(sum(p.size for p in pcm), eng.speaker_for_seed(3)[:8], callable(create_app))
 eng.close()
 """
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)

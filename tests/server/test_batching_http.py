@@ -7,6 +7,7 @@ from typing import Any
 
 import httpx
 import numpy as np
+import pytest
 
 from chattts_server.server import create_app
 from conftest import LiveServer, make_settings
@@ -16,14 +17,33 @@ BODY = {"seed": 3, "manual_seed": 11, "format": "pcm",
 TEXTS = ["First of three.", "第二个请求。", "And the third one."]
 
 
-def test_concurrent_requests_share_steps_and_get_their_own_audio(engine: Any) -> None:
+def test_concurrent_requests_share_steps_and_get_their_own_audio(
+    engine: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
     rows: list[int] = []
     app = create_app(make_settings(max_batch=4, max_queue=0), engine)
     with LiveServer(app) as srv, httpx.Client(base_url=srv.url, timeout=120) as c:
         solo = [c.post("/v1/tts", json={**BODY, "text": t}) for t in TEXTS]
         assert all(r.status_code == 200 and len(r.content) > 1000 for r in solo)
         alone = [r.content for r in solo]
+        # batched for sure, however slow the machine: the three generations are queued at once
+        # (they join the same step), once the last request has its prompt
+        gens: list[Any] = []
+        lock, queued = threading.Lock(), threading.Event()
+
+        def together(gen: Any) -> Any:
+            with lock:
+                gens.append(gen)
+                last = len(gens) == len(TEXTS)
+            if last:
+                engine.batcher.enqueue_all(gens)
+                queued.set()
+            else:
+                assert queued.wait(120), "the three requests never all reached the batcher"
+            return gen
+
         listener = lambda n, _: rows.append(n)  # noqa: E731
+        monkeypatch.setattr(engine.batcher, "enqueue", together)
         engine.add_step_listener(listener)
         try:
             results: dict[int, httpx.Response] = {}
@@ -43,7 +63,7 @@ def test_concurrent_requests_share_steps_and_get_their_own_audio(engine: Any) ->
             engine.remove_step_listener(listener)
         metrics = c.get("/metrics").text
     assert [results[i].status_code for i in range(3)] == [200, 200, 200]
-    assert max(rows) >= 2  # at least two requests were in one GPT step
+    assert max(rows) == 3  # the three requests were in one GPT step
     for i in range(3):  # each got the audio it gets alone
         if engine.info.name == "chattts":  # oneDNN computes rows independently: bit for bit
             assert results[i].content == alone[i]

@@ -39,6 +39,24 @@ def create_engine(config: EngineConfig) -> PipelineEngine:
     return ChatTTSEngine(config)
 
 
+def model_problem(config: EngineConfig) -> str | None:
+    """What stops ``config``'s engine from finding its model, with advice (``None``: nothing);
+    checked before serving, without loading the weights."""
+    try:
+        if config.engine == "onnx":
+            from .onnx.files import OnnxModel
+
+            OnnxModel.open(config.onnx_dir)
+            return None
+        from .chattts_engine import import_chattts
+        from .loader import resolve
+
+        resolve(config.model_dir, config.allow_download, import_chattts().Chat())
+    except ModelLoadError as exc:
+        return exc.message
+    return None
+
+
 __all__ = [
     "SAMPLE_RATE",
     "AudioChunk",
@@ -60,4 +78,5 @@ __all__ = [
     "SynthesisRequest",
     "SynthesisStats",
     "create_engine",
+    "model_problem",
 ]

@@ -10,9 +10,12 @@ cancelled. New generations join between steps.
 
 This module is the loop only, and imports no model library: what a step computes comes from
 the engine's :class:`GPTParts` — the PyTorch engine's in :mod:`.torch_step` (ChatTTS's own
-modules), the ONNX engine's in :mod:`.onnx.runtime` (ONNX Runtime sessions, numpy). A row's
-result never depends on who else is in the batch: each part computes attention per row over
-the row's own KV cache and its linear layers row-independently (see each implementation).
+modules), the ONNX engine's in :mod:`.onnx.runtime` (ONNX Runtime sessions, numpy). Each row
+attends only to its own positions and samples with its own parameters and generator. With the
+torch engine a row's numbers do not depend on who else is in the batch at all (oneDNN computes
+rows independently); with the ONNX engine they may differ from a solo run by float rounding
+(batched kernels, a padded cache): see each implementation. A row whose sampling fails fails
+alone; a failed step fails the rows in it.
 """
 
 from __future__ import annotations
@@ -199,7 +202,7 @@ class Batcher:
 
     def call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """Run ``fn(*args, **kwargs)`` on the model thread, between two GPT steps, and return
-        its result (or raise its exception). Called on the torch thread itself, runs inline."""
+        its result (or raise its exception). Called on the model thread itself, runs inline."""
         if threading.current_thread() is self._thread:
             return fn(*args, **kwargs)
         future: Future[T] = Future()
@@ -303,7 +306,12 @@ class Batcher:
     ) -> None:
         for i, row in enumerate(rows):
             history = row.ids[:, : row.steps]
-            token = parts.sample(row.state, row.gen.sampling, history, logits[i])
+            try:
+                token = parts.sample(row.state, row.gen.sampling, history, logits[i])
+            except Exception as exc:  # this row's numbers only: the others go on
+                log.exception("sampling failed for one row")
+                row.gen._fail(exc)
+                continue
             stop = bool((token == parts.eos).any())  # the end token's step adds no audio
             if not stop:
                 row.ids[:, row.steps] = token

@@ -50,6 +50,20 @@ class _RequestContext:
             self._token.cancel()
 
 
+def import_chattts() -> Any:
+    """The ``ChatTTS`` package, or :class:`ModelLoadError` saying how to install it."""
+    try:
+        import ChatTTS
+        import transformers  # noqa: F401
+    except ImportError as exc:
+        raise ModelLoadError(
+            f"the torch engine needs PyTorch and ChatTTS ({exc}): pip install "
+            "'chattts-server[torch]', or serve an export with --engine onnx --onnx-dir DIR",
+            code="missing_dependency",
+        ) from exc
+    return ChatTTS
+
+
 def select_device(name: str) -> Any:
     import torch
 
@@ -81,7 +95,7 @@ class ChatTTSEngine(PipelineEngine):
     # --- model work (model thread) -------------------------------------------------------
 
     def _load_model(self) -> None:
-        import ChatTTS
+        ChatTTS = import_chattts()
         import transformers
 
         # ChatTTS 0.2.5 passes past_key_values, which transformers 5.x warns about per call.

@@ -2,7 +2,7 @@
 
 The engine checks requests against these; the server builds its wire models' bounds and its
 OpenAPI document from them (limits that are settings — text length, token limit — come from
-:class:`~.chattts_engine.EngineConfig` and :class:`~.base.EngineInfo`). Ranges are inclusive.
+:class:`~.pipeline.EngineConfig` and :class:`~.base.EngineInfo`). Ranges are inclusive.
 """
 
 from __future__ import annotations

@@ -226,10 +226,16 @@ class PipelineEngine(ABC):
         self._warm = True
 
     def close(self) -> None:
+        """Stop taking requests, end the model thread (running generations fail), then drop
+        the model; with a shared thread, the model is dropped between two of its steps."""
         self._loaded = self._warm = False
-        self._unload()
         if self._owns_batcher:
             self._batcher.close()
+            self._unload()
+            self._batcher.parts = None
+        else:
+            self._batcher.call(self._unload)
+        self.parts = None
 
     def add_step_listener(self, listener: Callable[[int, float], None]) -> None:
         """Call ``listener(rows, seconds)`` after every batched GPT step (on the model thread)."""
@@ -272,6 +278,8 @@ class PipelineEngine(ABC):
                 code="invalid_spk_emb",
                 field=field,
             )
+        if not np.any(arr):  # ChatTTS normalizes it: all zeros would be NaN in the prompt
+            raise InvalidInputError(f"{field} is all zeros", code="invalid_spk_emb", field=field)
         return spk_emb
 
     def check_reference_tokens(self, ref_tokens: object, field: str = "ref_tokens") -> str:
@@ -296,6 +304,15 @@ class PipelineEngine(ABC):
         ):
             raise InvalidInputError(
                 f"{field} does not fit this model", code="invalid_ref_tokens", field=field
+            )
+        # a clip encodes to one token per 512 samples: no longer than the longest clip allowed
+        longest = int(self.config.max_ref_audio_seconds * SAMPLE_RATE / 512) + 8
+        if tokens.shape[1] > longest:
+            raise InvalidInputError(
+                f"{field} holds {tokens.shape[1]} tokens; a clip of at most "
+                f"{self.config.max_ref_audio_seconds:g} s encodes to at most {longest}",
+                code="invalid_ref_tokens",
+                field=field,
             )
         return ref_tokens
 

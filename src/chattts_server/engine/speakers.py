@@ -365,8 +365,15 @@ def _compress(data: bytes) -> bytes:
     return lzma.compress(data, format=lzma.FORMAT_RAW, filters=_LZMA_FILTERS)
 
 
+_MAX_DECOMPRESSED = 4 << 20  # speaker strings and clip tokens are far smaller (a bomb is not)
+
+
 def _decompress(data: bytes) -> bytes:
-    return lzma.decompress(data, format=lzma.FORMAT_RAW, filters=_LZMA_FILTERS)
+    d = lzma.LZMADecompressor(format=lzma.FORMAT_RAW, filters=_LZMA_FILTERS)
+    out = d.decompress(data, max_length=_MAX_DECOMPRESSED)
+    if not d.eof and not d.needs_input:  # output left over: it expands beyond the bound
+        raise ValueError(f"compressed data expands beyond {_MAX_DECOMPRESSED} bytes")
+    return out
 
 
 @dataclass(frozen=True, eq=False)

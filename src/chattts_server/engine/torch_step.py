@@ -150,8 +150,8 @@ class StepModel:
             q = attn.q_proj(h).view(-1, self.heads, self.head_dim)
             k = attn.k_proj(h).view(-1, self.kv_heads, self.head_dim)
             v = attn.v_proj(h).view(-1, self.kv_heads, self.head_dim)
-            q = q * cos + _rotate_half(q) * sin
-            k = k * cos + _rotate_half(k) * sin
+            q = q * cos + rotate_half(q) * sin
+            k = k * cos + rotate_half(k) * sin
             out = torch.empty_like(q)
             start = 0
             for cache, n in rows:
@@ -172,7 +172,7 @@ class StepModel:
         return llama.norm(x).float()
 
 
-def _rotate_half(x: torch.Tensor) -> torch.Tensor:
+def rotate_half(x: torch.Tensor) -> torch.Tensor:
     half = x.shape[-1] // 2
     return torch.cat((-x[..., half:], x[..., :half]), dim=-1)
 

@@ -10,11 +10,9 @@ import ssl
 import sys
 import threading
 from collections.abc import Iterator
-from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from ..engine import ModelLoadError
 from ..settings import Settings
 
 log = logging.getLogger(__name__)
@@ -39,22 +37,10 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def model_advice(settings: Settings) -> str | None:
-    """The loader's advice when the weights cannot be found (checked before serving)."""
-    config = settings.engine_config()
-    try:
-        if config.engine == "onnx":
-            from ..engine.onnx.files import OnnxModel
+    """The engine's advice when its model cannot be found (checked before serving)."""
+    from ..engine import model_problem
 
-            OnnxModel.open(config.onnx_dir)
-            return None
-        import ChatTTS
-
-        from ..engine.loader import resolve
-
-        resolve(config.model_dir, settings.allow_download, ChatTTS.Chat())
-    except ModelLoadError as exc:
-        return exc.message
-    return None
+    return model_problem(settings.engine_config())
 
 
 def run(args: argparse.Namespace) -> int:
@@ -164,26 +150,7 @@ def _with_test_model(settings: Settings, size: str) -> Settings:
     path = ensure_test_model(settings.data_dir / "test-models" / size, size)  # type: ignore[arg-type]
     update: dict[str, object] = {"model_dir": path}
     if settings.engine == "onnx":  # and its export for the onnx engine (needs torch to make)
-        update["onnx_dir"] = _current_export(
-            path, settings.data_dir / "test-models" / f"{size}-onnx"
-        )
+        from ..engine.onnx.export import ensure_export
+
+        update["onnx_dir"] = ensure_export(path, settings.data_dir / "test-models" / f"{size}-onnx")
     return settings.model_copy(update=update)
-
-
-def _current_export(model: Path, out: Path) -> Path:
-    """``out``: an fp32 export of ``model``, made unless one of these weights is there."""
-    import json
-    import shutil
-
-    from ..engine.loader import read_manifest
-    from ..engine.onnx.export import export
-
-    manifest = out / "manifest.json"
-    source = read_manifest(model) or {}
-    if manifest.exists():
-        made = json.loads(manifest.read_text())
-        if made.get("source", {}).get("test_model") == source:
-            return out
-        shutil.rmtree(out)
-    export(model, out, weights="fp32")
-    return out

@@ -43,6 +43,7 @@ class OnnxEngine(PipelineEngine):
         self._decoder: Any = None
         self._encoder: Any = None
         self._mel: tuple[dict[str, Any], np.ndarray] | None = None
+        self._fft = (1024, 256)
 
     @property
     def weights(self) -> str:
@@ -75,7 +76,8 @@ class OnnxEngine(PipelineEngine):
 
         m = files.model
         try:
-            tables = np.load(files.path("embeddings.npz"))
+            with np.load(files.path("embeddings.npz")) as npz:
+                tables = {k: npz[k] for k in npz.files}
             tokenizer = tokenizers.Tokenizer.from_file(str(files.path("tokenizer.json")))
             self._builder = PromptBuilder(
                 tokenizer,
@@ -86,33 +88,46 @@ class OnnxEngine(PipelineEngine):
             )
             self._norm = Normalizer(str(files.path("homophones_map.json")))
             gpt = make_session(str(files.path("gpt.onnx")))
-            self._decoder = make_session(str(files.path("decoder.onnx")))
-            if m.get("encoder") and files.path("encoder.onnx").is_file():
-                self._encoder = make_session(str(files.path("encoder.onnx")))
-                self._mel = (m["encoder"], tables["mel_filters"])
-        except Exception as exc:
+            self._decoder = make_session(str(files.path("decoder.onnx")), spin=False)
+            self._encoder, self._mel = None, None
+            spec = m.get("encoder")
+            if spec and files.path("encoder.onnx").is_file() and _mel_supported(spec):
+                self._encoder = make_session(str(files.path("encoder.onnx")), spin=False)
+                self._mel = (spec, tables["mel_filters"])
+            parts = OnnxGPT(
+                gpt,
+                np.ascontiguousarray(tables["emb_code"], np.float32),
+                layers=int(m["layers"]),
+                kv_heads=int(m["kv_heads"]),
+                head_dim=int(m["head_dim"]),
+                eos=int(m["num_audio_tokens"]) - 1,
+                num_vq=int(m["num_vq"]),
+            )
+            voices = VoiceModel(
+                SpeakerStats.from_spk_stat(m["spk_stat"]),
+                int(m["num_vq"]),
+                int(m["num_audio_tokens"]),
+            )
+            fft = (int(m["n_fft"]), int(m["hop_length"]))
+        except Exception as exc:  # a file or a manifest key missing or broken
             raise ModelLoadError(
-                f"loading the ONNX export in {files.root} failed: {exc}", code="model_load_failed"
+                f"loading the ONNX export in {files.root} failed: {type(exc).__name__}: {exc}",
+                code="model_load_failed",
             ) from exc
-        self.parts = OnnxGPT(
-            gpt,
-            np.ascontiguousarray(tables["emb_code"], np.float32),
-            layers=int(m["layers"]),
-            kv_heads=int(m["kv_heads"]),
-            head_dim=int(m["head_dim"]),
-            eos=int(m["num_audio_tokens"]) - 1,
-            num_vq=int(m["num_vq"]),
-        )
-        self._voices = VoiceModel(
-            SpeakerStats.from_spk_stat(m["spk_stat"]),
-            int(m["num_vq"]),
-            int(m["num_audio_tokens"]),
-        )
+        defaults = EngineConfig()
+        if (self.config.gpt_dtype, self.config.pack_weights) != (
+            defaults.gpt_dtype,
+            defaults.pack_weights,
+        ):
+            log.warning("gpt_dtype and pack_weights are the torch engine's: the onnx engine "
+                        "runs the export's %s weights", files.weights)  # fmt: skip
+        self.parts, self._voices, self._fft = parts, voices, fft
         self._files, self._model, self._device = files, files.info(), "cpu"
         log.info("ONNX export loaded from %s (GPT weights %s)", files.root, files.weights)
 
     def _unload(self) -> None:
-        self._decoder = self._encoder = None
+        self._decoder = self._encoder = self._builder = self._norm = self._mel = None
+        self.parts = None
 
     def _check_engine_options(self, r: SynthesisRequest) -> None:
         if r.refine_text:
@@ -121,6 +136,8 @@ class OnnxEngine(PipelineEngine):
                 code="unsupported",
                 field="refine_text",
             )
+        if r.ref_audio is not None and self._encoder is None:
+            raise _no_encoder()
 
     def _prompt(self, text: str, p: Prepared, spk_smp: str | None, txt_smp: str | None) -> Any:
         spk = p.voice.spk_emb
@@ -135,20 +152,14 @@ class OnnxEngine(PipelineEngine):
     def _decode(self, hidden: Any) -> np.ndarray:
         from .runtime import istft
 
-        assert self._files is not None
-        m = self._files.model
         real, imag = self._decoder.run(None, {"hidden": np.ascontiguousarray(hidden[None])})
-        return istft(real[0], imag[0], int(m["n_fft"]), int(m["hop_length"]))
+        return istft(real[0], imag[0], *self._fft)
 
     def _encode_clip(self, pcm: np.ndarray) -> str:
         from .runtime import log_mel
 
         if self._encoder is None or self._mel is None:
-            raise InvalidInputError(
-                "this ONNX export has no reference-clip encoder; use a seed or a speaker string",
-                code="unsupported",
-                field="ref_audio",
-            )
+            raise _no_encoder()
         spec, filters = self._mel
         (tokens,) = self._encoder.run(None, {"mel": log_mel(pcm, spec, filters)})
         return encode_prompt(tokens)
@@ -159,3 +170,27 @@ class OnnxEngine(PipelineEngine):
     def _seed_speaker(self, seed: int) -> str:
         assert self._voices is not None
         return spk_emb_from_seed(seed, self._voices.speaker)
+
+
+def _no_encoder() -> InvalidInputError:
+    return InvalidInputError(
+        "this ONNX export has no reference-clip encoder; use a seed or a speaker string",
+        code="unsupported",
+        field="ref_audio",
+    )
+
+
+def _mel_supported(spec: dict[str, Any]) -> bool:
+    """Whether :func:`~.runtime.log_mel` computes the features this encoder was trained on
+    (torchaudio's MelSpectrogram as ChatTTS configures it); else the encoder is left out."""
+    ok = (
+        spec.get("power") == 1.0
+        and spec.get("center", True)
+        and spec.get("win_length") == spec.get("n_fft")
+        and spec.get("mel_scale") == "htk"
+        and spec.get("norm") is None
+    )
+    if not ok:
+        log.warning("the export's mel features (%s) are not the ones computed here: "
+                    "reference clips are refused", spec)  # fmt: skip
+    return bool(ok)

@@ -134,11 +134,11 @@ def _gpt_module(chat: Any) -> Any:
     import torch
     from torch import nn
 
+    from ..torch_step import StepModel, rotate_half
+
     llama = chat.gpt.gpt
-    cfg = llama.config
-    heads = int(cfg.num_attention_heads)
-    kv_heads = int(cfg.num_key_value_heads)
-    head_dim = int(getattr(cfg, "head_dim", None) or cfg.hidden_size // heads)
+    shape = StepModel(llama)  # the torch engine's reading of the Llama config
+    heads, kv_heads, head_dim = shape.heads, shape.kv_heads, shape.head_dim
     vq = int(chat.config.gpt.num_vq)
     head_weight = torch.cat([h.weight.detach().float() for h in chat.embed.head_code])
 
@@ -181,8 +181,8 @@ def _gpt_module(chat: Any) -> Any:
                 q = attn.q_proj(h).view(b, t, heads, head_dim).transpose(1, 2)
                 k = attn.k_proj(h).view(b, t, kv_heads, head_dim).transpose(1, 2)
                 v = attn.v_proj(h).view(b, t, kv_heads, head_dim).transpose(1, 2)
-                q = q * cos + _rotate_half(q) * sin
-                k = k * cos + _rotate_half(k) * sin
+                q = q * cos + rotate_half(q) * sin
+                k = k * cos + rotate_half(k) * sin
                 k = torch.cat((past[2 * i], k), dim=2)
                 v = torch.cat((past[2 * i + 1], v), dim=2)
                 presents += [k, v]
@@ -200,19 +200,12 @@ def _gpt_module(chat: Any) -> Any:
             return (last, logits, *presents)
 
     return GPT().eval(), {
-        "hidden_size": int(cfg.hidden_size),
+        "hidden_size": int(llama.config.hidden_size),
         "layers": len(llama.layers),
         "heads": heads,
         "kv_heads": kv_heads,
         "head_dim": head_dim,
     }
-
-
-def _rotate_half(x: Any) -> Any:
-    import torch
-
-    half = x.shape[-1] // 2
-    return torch.cat((-x[..., half:], x[..., :half]), dim=-1)
 
 
 def _export_gpt(chat: Any, path: Path) -> dict[str, Any]:
@@ -402,6 +395,27 @@ def _file_table(out: Path) -> dict[str, dict[str, Any]]:
                     digest.update(block)
             table[f.name] = {"bytes": f.stat().st_size, "sha256": digest.hexdigest()}
     return table
+
+
+def ensure_export(model_dir: str | Path, out_dir: str | Path, weights: str = "fp32") -> Path:
+    """``out_dir``: an export of ``model_dir``'s weights with ``weights``, made (again) unless
+    the one there is of this format version, these weights and this variant."""
+    from ..chattts_engine import import_chattts
+    from ..loader import resolve
+
+    out = Path(out_dir)
+    manifest = out / MANIFEST
+    if manifest.exists():
+        made = json.loads(manifest.read_text(encoding="utf-8"))
+        fingerprint = resolve(model_dir, False, import_chattts().Chat()).info.fingerprint
+        if (made.get("version"), made.get("weights"), made["source"].get("fingerprint")) == (
+            FORMAT_VERSION,
+            weights,
+            fingerprint,
+        ):
+            return out
+        shutil.rmtree(out)
+    return export(model_dir, out, weights=weights)
 
 
 def check_export_dir(out_dir: str | Path) -> None:

@@ -27,17 +27,29 @@ from ..batching import Generation, Sampling
 from .sampling import Sampler
 
 
-def make_session(path: str, threads: int | None = None) -> Any:
+def cpus() -> int:
+    """The CPUs this process may use."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def make_session(path: str, threads: int | None = None, spin: bool = True) -> Any:
     """An ONNX Runtime CPU session: all graph optimizations, one intra-op pool of ``threads``
-    (default: the CPUs this process may use), sequential execution."""
+    (default: :func:`cpus`), sequential execution. ``spin``: its threads spin-wait after a run
+    (right for the GPT, run step after step; the decoder's and encoder's pools should not keep
+    two cores busy between their runs)."""
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    opts.intra_op_num_threads = threads or len(os.sched_getaffinity(0))
+    opts.intra_op_num_threads = threads or cpus()
     opts.inter_op_num_threads = 1
     opts.log_severity_level = 3
+    if not spin:
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
     return ort.InferenceSession(path, sess_options=opts, providers=["CPUExecutionProvider"])
 
 
@@ -50,7 +62,7 @@ class _Row:
 
 @dataclass(eq=False)
 class _Batch:
-    rows: tuple[int, ...]
+    rows: list[_Row]  # the rows themselves (compared by identity: ids could be reused)
     kv: list[np.ndarray]  # per layer: key, value [rows, kv_heads, length, head_dim]
     mask: np.ndarray  # [rows, length] int64: 1 where the row has a position
 
@@ -117,9 +129,12 @@ class OnnxGPT:
 
     def _batch_for(self, rows: list[_Row]) -> _Batch:
         """The padded cache of exactly these rows, rebuilt when the set changed."""
-        ids = tuple(id(r) for r in rows)
         old = self._batch
-        if old is not None and old.rows == ids:
+        if (
+            old is not None
+            and len(old.rows) == len(rows)
+            and all(a is b for a, b in zip(old.rows, rows, strict=True))
+        ):
             return old
         caches = []
         for r in rows:
@@ -127,8 +142,8 @@ class OnnxGPT:
                 caches.append(r.kv)
                 r.kv = None
                 continue
-            assert old is not None and id(r) in old.rows, "a row left its batch's cache"
-            i = old.rows.index(id(r))
+            i = next((j for j, o in enumerate(old.rows) if o is r), -1) if old else -1
+            assert old is not None and i >= 0, "a row is in no cache"
             valid = old.mask[i].astype(bool)
             caches.append([a[i : i + 1][:, :, valid] for a in old.kv])
         length = max(c[0].shape[2] for c in caches)
@@ -142,7 +157,7 @@ class OnnxGPT:
             mask[i, :n] = 1
             for dst, src in zip(kv, cache, strict=True):
                 dst[i, :, :n] = src[0]
-        self._batch = _Batch(ids, kv, mask)
+        self._batch = _Batch(list(rows), kv, mask)
         return self._batch
 
 
