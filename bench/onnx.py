@@ -42,6 +42,8 @@ TEXT = "Benchmarking the engines on the same weights, one sentence at a time."
 VARIANTS = ("torch-fp32", "torch-bf16", "torch-int8", "onnx-fp32", "onnx-int8", "onnx-int4",
             "stock")  # fmt: skip
 STEPS_FORCED = 200
+LONG = 1024  # a long segment's GPT steps: does the step slow down as the KV cache grows?
+LONG_VARIANTS = ("torch-fp32", "onnx-fp32", "onnx-int8", "onnx-int4")
 
 
 # --- the child: one variant ------------------------------------------------------------------
@@ -119,6 +121,16 @@ def child(variant: str, model: Path, exports: Path, tokens: int, runs: int, ref:
             "seconds": round(wall, 2),
             "audio_seconds_per_second": round(4 * audio_s / wall, 3),
         }
+        if variant in LONG_VARIANTS:
+            steps: list[float] = []
+            listener = lambda _n, took: steps.append(took)  # noqa: E731
+            engine.add_step_listener(listener)
+            _synth(engine, LONG)
+            engine.remove_step_listener(listener)
+            out["step_ms_by_position"] = {
+                "first_64": round(1000 * statistics.median(steps[1:65]), 1),
+                f"last_64_of_{LONG}": round(1000 * statistics.median(steps[-64:]), 1),
+            }
         logits = _forced_logits(engine, STEPS_FORCED)
         if variant == "torch-fp32":
             np.save(ref, logits)
@@ -300,6 +312,19 @@ def markdown(r: dict[str, Any]) -> str:
             f"{conc} | {v['peak_rss_mb']} | {v.get('load_s', '')} | "
             f"{'' if err is None else f'{err:.2e}'} | {'' if top1 is None else f'{top1:.4f}'} |"
         )
+    longs = {k: v["step_ms_by_position"] for k, v in r["variants"].items()
+             if "step_ms_by_position" in v}  # fmt: skip
+    if longs:
+        lines += [
+            "",
+            f"GPT step (ms) early in a {LONG}-step segment and at its end (KV cache grown):",
+            "",
+            "| variant | first 64 steps | last 64 steps |",
+            "|---|---|---|",
+        ]
+        for k, v in longs.items():
+            first, last = v.values()
+            lines.append(f"| {k} | {first} | {last} |")
     inst = r.get("install", {})
     if inst:
         lines += [
