@@ -107,3 +107,23 @@ def test_other_lines_logged_while_handling_a_request_name_its_trace() -> None:
         assert json.loads(JSONFormatter().format(record))["trace_id"] == TRACE
     finally:
         current_span.reset(token)
+
+
+async def test_an_unhandled_error_carries_the_trace(engine: Any) -> None:
+    """The 500 of an unexpected exception is answered outside the request-id middleware: it
+    still returns the request's span (and the id)."""
+    from chattts_server.server import create_app
+    from conftest import make_settings
+
+    app = create_app(make_settings(), engine)
+
+    async def boom() -> Any:
+        raise RuntimeError("boom")
+
+    app.state.voices.list_all = boom
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+        r = await client.get("/v1/voices", headers={"traceparent": f"00-{TRACE}-{SPAN}-01"})
+    assert r.status_code == 500 and r.json()["error"]["code"] == "internal_error"
+    assert parse(r.headers["traceparent"]).trace_id == TRACE  # type: ignore[union-attr]
+    assert r.headers["x-request-id"] == r.json()["error"]["request_id"]

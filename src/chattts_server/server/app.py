@@ -137,7 +137,7 @@ def create_app(
             allow_headers=["*"],
             expose_headers=[
                 "X-Request-ID", "X-Ignored-Fields", "X-Voice-Warning", "X-Sample-Rate",
-                "Retry-After",
+                "Retry-After", "traceparent",
             ],
         )  # fmt: skip
     app.add_middleware(RequestID)
@@ -171,9 +171,13 @@ def request_id(request: Request) -> str:
 
 def _install_error_handlers(app: FastAPI) -> None:
     def respond(request: Request, err: APIError) -> JSONResponse:
-        # X-Request-ID here too: Exception handlers run outside the RequestID middleware
+        # X-Request-ID and traceparent here too: the handler of unhandled errors runs outside
+        # the RequestID middleware
         rid = request_id(request)
         headers = {**err.headers, "X-Request-ID": rid}
+        span = request.scope.get("state", {}).get("trace")
+        if span is not None:
+            headers["traceparent"] = span.span.header()
         return JSONResponse(err.body(rid), err.status, headers=headers)
 
     @app.exception_handler(RequestValidationError)

@@ -4,7 +4,8 @@ Routes declare the error responses they can return with :func:`errors` (one erro
 schema); :func:`build_openapi` then writes what only the running server knows into the
 generated document — the limits that are settings (text length, token limit, request timeout,
 from the engine's :class:`~..engine.EngineInfo` and :class:`~..settings.Settings`) — and the
-headers every response carries (``X-Request-ID``; ``Retry-After`` on 429 and 503).
+headers every response carries (``X-Request-ID``, ``traceparent``; ``Retry-After`` on 429 and
+503).
 """
 
 from __future__ import annotations
@@ -76,6 +77,12 @@ def build_openapi(app: FastAPI) -> dict[str, Any]:
         "required": True,
         "schema": {"type": "string"},
     }
+    traceparent = {
+        "description": "W3C trace context: the server's span, in your trace when you sent a "
+        "valid traceparent, else in a new one (the request's log line names its trace_id)",
+        "required": True,
+        "schema": {"type": "string", "pattern": "^00-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$"},
+    }
     retry_after = {
         "description": "seconds to wait before retrying",
         "required": True,
@@ -94,6 +101,7 @@ def build_openapi(app: FastAPI) -> dict[str, Any]:
             for status, response in operation["responses"].items():
                 headers = response.setdefault("headers", {})
                 headers["X-Request-ID"] = request_id
+                headers["traceparent"] = traceparent
                 body = response.get("content", {}).get("application/json", {}).get("schema", {})
                 if status in ("429", "503") and body.get("$ref", "").endswith("/ErrorBody"):
                     headers["Retry-After"] = retry_after
