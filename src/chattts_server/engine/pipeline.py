@@ -15,6 +15,7 @@ Nothing here imports torch: a subclass's hooks do.
 
 from __future__ import annotations
 
+import functools
 import logging
 import secrets
 import time
@@ -126,6 +127,8 @@ class PipelineEngine(ABC):
         self._device = "unloaded"
         self._voices: VoiceModel | None = None
         self._normalizers: dict[str, str] = {}
+        # a seed's speaker string costs ~45 ms (ChatTTS's LZMA preset 9 extreme): kept per seed
+        self._seed_voice = functools.lru_cache(maxsize=4096)(self._seed_speaker)
         self._owns_batcher = batcher is None
         self._batcher = batcher or Batcher(self.config.max_batch, name=self._thread_name())
         self.parts: GPTParts | None = None
@@ -257,7 +260,7 @@ class PipelineEngine(ABC):
     def speaker_for_seed(self, seed: int) -> str:
         """The speaker string (``spk_emb``) a voice seed stands for, with these weights."""
         self._voice_model()
-        return self._seed_speaker(check_seed(seed, "seed"))
+        return self._seed_voice(check_seed(seed, "seed"))
 
     def check_speaker(self, spk_emb: object, field: str = "spk_emb") -> str:
         """Validate a speaker string for this model (raises :class:`InvalidInputError`)."""
@@ -390,7 +393,7 @@ class PipelineEngine(ABC):
                 seed = check_seed(r.seed, "seed")
             else:  # no voice: reproducible from manual_seed, else random (reported in stats)
                 seed = manual_seed if manual_seed is not None else secrets.randbelow(2**31)
-            voice = Voice(spk_emb=self._seed_speaker(seed), seed=seed)
+            voice = Voice(spk_emb=self._seed_voice(seed), seed=seed)
 
         segments = textprep.split_segments(
             text,

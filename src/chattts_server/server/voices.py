@@ -110,7 +110,8 @@ class VoiceLibrary:
         )
         if body.seed is not None:
             voice.seed = body.seed
-            voice.spk_emb = self.engine.speaker_for_seed(body.seed)
+            # ~45 ms (ChatTTS's LZMA preset): off the event loop
+            voice.spk_emb = await asyncio.to_thread(self.engine.speaker_for_seed, body.seed)
         elif body.spk_emb is not None:
             voice.spk_emb = self.engine.check_speaker(body.spk_emb)
         else:
