@@ -473,7 +473,7 @@ func (cl *call) statusError(ep *endpoint, resp *http.Response, body []byte) erro
 		if text == "" {
 			text = "no body"
 		}
-		e = &APIError{Message: text}
+		e = &APIError{Message: text, Gateway: true}
 	}
 	e.StatusCode, e.Endpoint = resp.StatusCode, ep.display
 	if e.RequestID == "" {

@@ -49,6 +49,9 @@ type APIError struct {
 	Endpoint string
 	// InStream: sent as an "event: error" inside a stream rather than as a status.
 	InStream bool
+	// Gateway: the body is not chattts-server's error object but a page a proxy or gateway
+	// made (Ray Serve's proxy answers a replica's death with a bare 500).
+	Gateway bool
 }
 
 func (e *APIError) Error() string {

@@ -240,8 +240,8 @@ func retryable(err error, idempotent bool) bool {
 		if api.InStream {
 			return false
 		}
-		if idempotent {
-			return retryStatus(api.StatusCode)
+		if idempotent { // and a gateway's bare 500: the server behind it died, not refused
+			return retryStatus(api.StatusCode) || (api.StatusCode == 500 && api.Gateway)
 		}
 		return refusedStatus(api.StatusCode)
 	}

@@ -128,6 +128,23 @@ func TestGatewayErrorsAndNonJSONBodies(t *testing.T) {
 	}
 }
 
+func TestAGatewaysBare500IsRetriedButTheServers500IsNot(t *testing.T) {
+	bare := func(w http.ResponseWriter, r *http.Request) { http.Error(w, "Internal Server Error", 500) }
+	srv := newScript(t, bare, wavAnswer(testPCM))
+	c, _, _ := testClient(t, []string{srv.srv.URL})
+	if _, err := c.Synthesize(context.Background(), hello()); err != nil || srv.count() != 2 {
+		t.Fatalf("a proxy's bare 500: %v after %d requests, want success after 2", err, srv.count())
+	}
+	srv = newScript(t, bare)
+	c, _, _ = testClient(t, []string{srv.srv.URL})
+	seed := int64(3)
+	_, err := c.Voices.Create(context.Background(), &VoiceCreate{Name: "v", Seed: &seed})
+	var api *APIError
+	if !errors.As(err, &api) || api.StatusCode != 500 || !api.Gateway || srv.count() != 1 {
+		t.Fatalf("a change is not repeated after a bare 500: %v after %d requests", err, srv.count())
+	}
+}
+
 func TestConnectionFailuresAreRetriedAndTyped(t *testing.T) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
