@@ -4,13 +4,16 @@ Needs the full install (torch, ChatTTS, onnx, onnx_ir); the result is served wit
 (:mod:`.engine`). The model is loaded through ChatTTS's own code path (the same loader as the
 PyTorch engine), then exported piece by piece:
 
-- ``gpt.onnx``: the Llama GPT with its KV cache as inputs and outputs — one graph for the
-  prompt (T positions, empty past) and for each decode step (T = 1): ``inputs_embeds``
-  [B, T, H], ``attention_mask`` [B, past + T] (1 = a position the row may see; rows of a batch
-  have their own lengths), ``position_ids`` [B, T], ``past_key_i``/``past_value_i``
-  [B, kv_heads, past, head_dim] → ``hidden`` [B, H] (the last position, after the final norm),
-  ``logits`` [B, num_vq, audio_tokens] (the four code heads, weight norm applied),
-  ``present_key_i``/``present_value_i``. One graph, so the weights are in memory once.
+- ``gpt.onnx``: the Llama GPT with its KV cache as inputs — one graph for the prompt
+  (T positions, empty cache) and for each decode step (T = 1): ``inputs_embeds`` [B, T, H],
+  ``attention_mask`` [B, cache + T] (1 = a position the row may see: rows of a batch have their
+  own lengths in a shared cache), ``position_ids`` [B, T], ``past_key_i``/``past_value_i``
+  [B, kv_heads, cache, head_dim] → ``hidden`` [B, H] (the last position, after the final norm),
+  ``logits`` [B, num_vq, audio_tokens] (the four code heads, weight norm applied), and the new
+  positions' ``present_key_i``/``present_value_i`` [B, kv_heads, T, head_dim] only: the
+  caller writes them into its cache in place, so no step copies the cache (the first version
+  returned past + new, a copy that took 45% of a step at 1024 positions). One graph, so the
+  weights are in memory once.
 - ``decoder.onnx``: ChatTTS's decoder (the DVAE-shaped ``Decoder``) and Vocos up to its
   spectrum: hidden [1, T, H] → ``real``, ``imag`` [1, n_fft/2 + 1, frames]. The ISTFT has no
   ONNX op; :func:`~.runtime.istft` does it in numpy, as sherpa-onnx does in C++.
@@ -167,12 +170,16 @@ def _gpt_module(chat: Any) -> Any:
             angles = torch.cat((freqs, freqs), dim=-1)
             cos = (angles.cos() * self.scaling)[:, None]  # [B, 1, T, dim]
             sin = (angles.sin() * self.scaling)[:, None]
-            # who sees whom: a row's own valid positions, and causally within the new ones
-            key_pos = torch.arange(total, device=inputs_embeds.device)
-            query_pos = torch.arange(t, device=inputs_embeds.device) + (total - t)
-            causal = key_pos[None, :] <= query_pos[:, None]  # [T, S]
-            allowed = causal[None, None] & (attention_mask[:, None, None, :] > 0)
-            bias = torch.where(allowed, 0.0, float("-inf"))
+            # who sees whom: the cache positions a row's mask marks, and the new positions
+            # causally; the cache is only read (scores against it and against the new keys are
+            # joined, not the keys themselves), so no step copies it
+            p = total - t
+            seen = attention_mask[:, None, None, :] > 0  # [B, 1, 1, P + T]
+            bias_past = torch.where(seen[..., :p], 0.0, float("-inf"))  # [B, 1, 1, P]
+            new_pos = torch.arange(t, device=inputs_embeds.device)
+            causal = new_pos[None, :] <= new_pos[:, None]  # [T, T]
+            bias_new = torch.where(causal[None, None] & seen[..., p:], 0.0, float("-inf"))
+            scale = head_dim**-0.5
             x = inputs_embeds
             presents: list[torch.Tensor] = []
             for i, layer in enumerate(self.llama.layers):
@@ -183,14 +190,17 @@ def _gpt_module(chat: Any) -> Any:
                 v = attn.v_proj(h).view(b, t, kv_heads, head_dim).transpose(1, 2)
                 q = q * cos + rotate_half(q) * sin
                 k = k * cos + rotate_half(k) * sin
-                k = torch.cat((past[2 * i], k), dim=2)
-                v = torch.cat((past[2 * i + 1], v), dim=2)
                 presents += [k, v]
+                past_k, past_v = past[2 * i], past[2 * i + 1]
                 if kv_heads != heads:
-                    k = k.repeat_interleave(heads // kv_heads, 1)
-                    v = v.repeat_interleave(heads // kv_heads, 1)
-                scores = torch.matmul(q, k.transpose(2, 3)) * (head_dim**-0.5) + bias
-                out = torch.matmul(torch.softmax(scores, dim=-1), v)
+                    rep = heads // kv_heads
+                    k, v = k.repeat_interleave(rep, 1), v.repeat_interleave(rep, 1)
+                    past_k = past_k.repeat_interleave(rep, 1)
+                    past_v = past_v.repeat_interleave(rep, 1)
+                s_past = torch.matmul(q, past_k.transpose(2, 3)) * scale + bias_past
+                s_new = torch.matmul(q, k.transpose(2, 3)) * scale + bias_new
+                probs = torch.softmax(torch.cat((s_past, s_new), dim=-1), dim=-1)
+                out = torch.matmul(probs[..., :p], past_v) + torch.matmul(probs[..., p:], v)
                 out = out.transpose(1, 2).reshape(b, t, heads * head_dim)
                 x = x + attn.o_proj(out)
                 x = x + layer.mlp(layer.post_attention_layernorm(x))
@@ -231,7 +241,7 @@ def _export_gpt(chat: Any, path: Path) -> dict[str, Any]:
             names_in.append(f"past_{kind}_{i}")
             names_out.append(f"present_{kind}_{i}")
             axes[f"past_{kind}_{i}"] = {0: "batch", 2: "past"}
-            axes[f"present_{kind}_{i}"] = {0: "batch", 2: "total"}
+            axes[f"present_{kind}_{i}"] = {0: "batch", 2: "new"}
     args = (
         torch.zeros(b, t, h),
         torch.ones(b, p + t, dtype=torch.int64),

@@ -12,7 +12,7 @@ from ..errors import ModelLoadError
 
 MANIFEST = "manifest.json"
 FORMAT = "chattts-server-onnx"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: gpt.onnx returns the new positions' keys/values only
 REQUIRED = ("gpt.onnx", "decoder.onnx", "embeddings.npz", "tokenizer.json", "homophones_map.json")
 
 

@@ -1,13 +1,15 @@
 """The ONNX engine's model work: ONNX Runtime sessions and numpy, no torch.
 
 - :class:`OnnxGPT` is the batcher's :class:`~..batching.GPTParts` on ``gpt.onnx``. Each row
-  is prefilled alone (its own KV cache); the rows of a batch then share one padded cache
-  ``[rows, kv_heads, length, head_dim]`` per layer with a mask of the positions each row may
-  see, rebuilt only when a row joins or leaves (each row's valid positions are copied, in
-  order), so every step is one session run for all rows. Masked positions get exactly zero
-  weight; a row's numbers can still differ from its solo run by float rounding (longer
-  reductions, batched matrix kernels), so tokens agree with a solo run unless two candidates
-  are within rounding of each other (the tests check equal tokens on the tiny model).
+  is prefilled alone (its own KV cache); the rows of a batch then share one cache
+  ``[rows, kv_heads, capacity, head_dim]`` per layer, each row's positions first, with a mask
+  of the positions each row may see. A step is one session run for all rows; the graph only
+  reads the cache and returns the new positions' keys and values, which are written into it in
+  place. The cache is rebuilt (copied) only when a row joins or leaves or its capacity (the
+  longest row + 64 to 191 positions) runs out. Masked positions get exactly zero weight; a
+  row's numbers can still differ from its solo run by float rounding (longer reductions,
+  batched matrix kernels), so tokens agree with a solo run unless two candidates are within
+  rounding of each other (the tests check equal tokens on the tiny model).
 - :func:`istft`: Vocos' inverse STFT (``torch.istft``, ``center=True``, periodic Hann window)
   in numpy, after ``decoder.onnx`` gives the spectrum.
 - :func:`log_mel`: the DVAE encoder's features (torchaudio's ``MelSpectrogram``, reflect
@@ -63,8 +65,12 @@ class _Row:
 @dataclass(eq=False)
 class _Batch:
     rows: list[_Row]  # the rows themselves (compared by identity: ids could be reused)
-    kv: list[np.ndarray]  # per layer: key, value [rows, kv_heads, length, head_dim]
-    mask: np.ndarray  # [rows, length] int64: 1 where the row has a position
+    kv: list[np.ndarray]  # per layer: key, value [rows, kv_heads, capacity, head_dim]
+    mask: np.ndarray  # [rows, capacity] int64: 1 where the row has a position
+
+    @property
+    def capacity(self) -> int:
+        return int(self.mask.shape[1])
 
 
 @dataclass(eq=False)
@@ -109,9 +115,12 @@ class OnnxGPT:
         b = len(rows)
         emb = self.emb_code[np.arange(self.num_vq)[None, :], last].sum(axis=1)  # [B, H]
         mask = np.concatenate([batch.mask, np.ones((b, 1), np.int64)], axis=1)
-        positions = np.array([[r.length] for r in rows], np.int64)
-        out = self._run(emb[:, None].astype(np.float32), mask, positions, batch.kv)
-        batch.kv, batch.mask = out[2:], mask
+        lengths = np.array([r.length for r in rows], np.int64)
+        out = self._run(emb[:, None].astype(np.float32), mask, lengths[:, None], batch.kv)
+        index = np.arange(b)
+        for cache, new in zip(batch.kv, out[2:], strict=True):  # in place: [B, kvh, 1, hd]
+            cache[index, :, lengths] = new[:, :, 0]
+        batch.mask[index, lengths] = 1
         for r in rows:
             r.length += 1
         return out[0], out[1]
@@ -127,36 +136,44 @@ class OnnxGPT:
         feeds = dict(zip(self._names, [emb, mask, positions, *kv], strict=True))
         return list(self.graph.run(None, feeds))
 
+    @staticmethod
+    def room(need: int) -> int:
+        """The capacity of a rebuilt cache for rows of up to ``need`` positions: 64 to 191 more,
+        in steps of 128 (the attention reads the whole capacity; growing copies the cache
+        once per 128 steps at most)."""
+        return -(-(need + 64) // 128) * 128
+
     def _batch_for(self, rows: list[_Row]) -> _Batch:
-        """The padded cache of exactly these rows, rebuilt when the set changed."""
+        """The cache of exactly these rows with room for this step's positions: the same one
+        step after step (written in place), rebuilt when a row joins or leaves or the room
+        runs out (capacity doubles, so that is rare)."""
         old = self._batch
+        need = max(r.length for r in rows) + 1
         if (
             old is not None
+            and need <= old.capacity
             and len(old.rows) == len(rows)
             and all(a is b for a, b in zip(old.rows, rows, strict=True))
         ):
             return old
-        caches = []
-        for r in rows:
-            if r.kv is not None:  # prefilled, joining now
-                caches.append(r.kv)
-                r.kv = None
-                continue
-            i = next((j for j, o in enumerate(old.rows) if o is r), -1) if old else -1
-            assert old is not None and i >= 0, "a row is in no cache"
-            valid = old.mask[i].astype(bool)
-            caches.append([a[i : i + 1][:, :, valid] for a in old.kv])
-        length = max(c[0].shape[2] for c in caches)
+        capacity = self.room(need)
         kv = [
-            np.zeros((len(rows), self.kv_heads, length, self.head_dim), np.float32)
+            np.zeros((len(rows), self.kv_heads, capacity, self.head_dim), np.float32)
             for _ in range(2 * self.layers)
         ]
-        mask = np.zeros((len(rows), length), np.int64)
-        for i, cache in enumerate(caches):
-            n = cache[0].shape[2]
+        mask = np.zeros((len(rows), capacity), np.int64)
+        for i, r in enumerate(rows):
+            if r.kv is not None:  # prefilled, joining now
+                source, j = r.kv, 0
+                r.kv = None
+            else:
+                j = next((j for j, o in enumerate(old.rows) if o is r), -1) if old else -1
+                assert old is not None and j >= 0, "a row is in no cache"
+                source = old.kv
+            n = r.length  # a row's positions are the first n of its cache
             mask[i, :n] = 1
-            for dst, src in zip(kv, cache, strict=True):
-                dst[i, :, :n] = src[0]
+            for dst, src in zip(kv, source, strict=True):
+                dst[i, :, :n] = src[j, :, :n]
         self._batch = _Batch(list(rows), kv, mask)
         return self._batch
 
