@@ -7,6 +7,10 @@ engine's guard, ``tests/engine/test_streaming.py``), plus one step of int16 roun
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Iterator
+
+import httpx
 import numpy as np
 
 STREAM_BOUND = 0.002  # 0.2% of the RMS, about −54 dB
@@ -27,3 +31,23 @@ def assert_stream_matches(streamed: bytes | np.ndarray, whole: bytes | np.ndarra
     worst = int(np.max(np.abs(s - w)))
     bound = STREAM_BOUND * rms + 1
     assert worst <= bound, f"streamed differs by {worst} (bound {bound:.1f}, RMS {rms:.0f})"
+
+
+class Drain(threading.Thread):
+    """Reads a streamed response until told to stop, then closes it (the server cancels)."""
+
+    def __init__(self, client: httpx.Client, resp: httpx.Response, lines: Iterator[str]) -> None:
+        super().__init__(daemon=True)
+        self.client, self.resp, self.lines = client, resp, lines
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        try:
+            for _ in self.lines:
+                if self.stop.is_set():
+                    break
+        except httpx.HTTPError:
+            pass
+        finally:
+            self.resp.close()
+            self.client.close()

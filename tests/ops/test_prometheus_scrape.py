@@ -27,6 +27,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from conftest import LiveServer, wait_idle
 from prometheustool import PrometheusServer, require_prometheus, wait_until
+from streamtool import Drain
 
 pytestmark = pytest.mark.slow
 
@@ -79,29 +80,15 @@ def open_sse(url: str, body: dict[str, Any]) -> tuple[httpx.Client, httpx.Respon
     return client, client.send(req, stream=True)
 
 
-class Held(threading.Thread):
-    """An endless SSE synthesis, read until ``release`` is set, then closed (the server
-    cancels it)."""
-
-    def __init__(self, url: str, body: dict[str, Any]) -> None:
-        super().__init__(daemon=True)
-        self.client, self.resp = open_sse(url, body)
-        self.lines = self.resp.iter_lines()
-        for line in self.lines:  # up to the first audio: it is synthesizing
-            if line.startswith("event: audio"):
-                break
-        self.release = threading.Event()
-
-    def run(self) -> None:
-        try:
-            for _ in self.lines:
-                if self.release.is_set():
-                    break
-        except httpx.HTTPError:
-            pass
-        finally:
-            self.resp.close()
-            self.client.close()
+def held(url: str, body: dict[str, Any]) -> Drain:
+    """An endless SSE synthesis, read past its first audio (it is synthesizing), then drained
+    until ``stop`` is set and closed (the server cancels it)."""
+    client, resp = open_sse(url, body)
+    lines = resp.iter_lines()
+    for line in lines:
+        if line.startswith("event: audio"):
+            break
+    return Drain(client, resp, lines)
 
 
 def scraped_equals_live(prometheus: PrometheusServer, live: LiveServer, metric: str) -> bool:
@@ -147,8 +134,8 @@ def test_prometheus_scrapes_the_live_server_and_every_rule_evaluates(
     # synthesizing: one held running, one queued behind it, a third refused (max_batch 1,
     # max_queue 1); Prometheus must see it so
     steps_before = prometheus.value(f"sum({STEPS})") or 0
-    held = Held(live.url, endless)
-    held.start()
+    running = held(live.url, endless)
+    running.start()
     queued: dict[str, int] = {}
 
     def second() -> None:
@@ -174,8 +161,8 @@ def test_prometheus_scrapes_the_live_server_and_every_rule_evaluates(
             "Prometheus to scrape the batcher's steps",
         )
     finally:
-        held.release.set()
-        held.join(60)
+        running.stop.set()
+        running.join(60)
     waiting.join(300)
     assert queued["status"] == 200
     wait_idle(live)

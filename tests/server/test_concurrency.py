@@ -15,6 +15,7 @@ import httpx
 import pytest
 
 from conftest import LiveServer, wait_idle
+from streamtool import Drain
 
 
 def open_sse(url: str, body: dict[str, Any]) -> tuple[httpx.Client, httpx.Response]:
@@ -33,26 +34,6 @@ def first_audio(resp: httpx.Response) -> Iterator[str]:
         if line.startswith("event: audio"):
             return lines
     raise AssertionError("no audio event")
-
-
-class Drain(threading.Thread):
-    """Reads a stream until told to stop, then closes it (the server cancels)."""
-
-    def __init__(self, client: httpx.Client, resp: httpx.Response, lines: Iterator[str]) -> None:
-        super().__init__(daemon=True)
-        self.client, self.resp, self.lines = client, resp, lines
-        self.stop = threading.Event()
-
-    def run(self) -> None:
-        try:
-            for _ in self.lines:
-                if self.stop.is_set():
-                    break
-        except httpx.HTTPError:
-            pass
-        finally:
-            self.resp.close()
-            self.client.close()
 
 
 def wait_for(condition: Any, what: str, timeout: float = 60) -> None:
