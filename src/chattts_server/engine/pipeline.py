@@ -265,16 +265,8 @@ class PipelineEngine(ABC):
     def check_speaker(self, spk_emb: object, field: str = "spk_emb") -> str:
         """Validate a speaker string for this model (raises :class:`InvalidInputError`)."""
         dim = self._voice_model().speaker.dim
-        if not isinstance(spk_emb, str) or not spk_emb:
-            raise InvalidInputError(
-                f"{field} must be a non-empty string", code="invalid_type", field=field
-            )
-        try:
-            arr = decode_spk_emb(spk_emb)
-        except Exception as exc:
-            raise InvalidInputError(
-                f"{field} is not a ChatTTS speaker string", code="invalid_spk_emb", field=field
-            ) from exc
+        what = "a ChatTTS speaker string"
+        spk_emb, arr = _decoded(spk_emb, field, decode_spk_emb, what, "invalid_spk_emb")
         if arr.shape != (dim,) or not np.all(np.isfinite(arr)):
             raise InvalidInputError(
                 f"{field} must hold {dim} finite values for this model, it holds {arr.size}",
@@ -289,16 +281,8 @@ class PipelineEngine(ABC):
         """Validate an encoded reference clip (``spk_smp``, :meth:`encode_reference`) for this
         model: ``num_vq`` rows of audio-token ids."""
         vm = self._voice_model()
-        if not isinstance(ref_tokens, str) or not ref_tokens:
-            raise InvalidInputError(
-                f"{field} must be a non-empty string", code="invalid_type", field=field
-            )
-        try:
-            tokens = decode_prompt(ref_tokens)
-        except Exception as exc:
-            raise InvalidInputError(
-                f"{field} is not an encoded ChatTTS clip", code="invalid_ref_tokens", field=field
-            ) from exc
+        what = "an encoded ChatTTS clip"
+        ref_tokens, tokens = _decoded(ref_tokens, field, decode_prompt, what, "invalid_ref_tokens")
         if (
             tokens.ndim != 2
             or tokens.shape[0] != vm.num_vq
@@ -563,6 +547,21 @@ class PipelineEngine(ABC):
             for _ in self.synthesize(req):
                 pass
         log.info("warm-up done in %.2fs", time.perf_counter() - started)
+
+
+def _decoded(
+    value: object, field: str, decode: Callable[[str], np.ndarray], what: str, code: str
+) -> tuple[str, np.ndarray]:
+    """``value`` and ``decode(value)`` for a non-empty string, else :class:`InvalidInputError`
+    on ``field``."""
+    if not isinstance(value, str) or not value:
+        raise InvalidInputError(
+            f"{field} must be a non-empty string", code="invalid_type", field=field
+        )
+    try:
+        return value, decode(value)
+    except Exception as exc:
+        raise InvalidInputError(f"{field} is not {what}", code=code, field=field) from exc
 
 
 def _check_number(value: object, field: str, lo: float, hi: float) -> float:

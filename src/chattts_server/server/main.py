@@ -36,13 +36,6 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     add_flags(parser)
 
 
-def model_advice(settings: Settings) -> str | None:
-    """The engine's advice when its model cannot be found (checked before serving)."""
-    from ..engine import model_problem
-
-    return model_problem(settings.engine_config())
-
-
 def run(args: argparse.Namespace) -> int:
     # Until uvicorn listens nothing is in flight: SIGTERM then ends start-up at once (as PID 1 in
     # a container the default action would ignore it, and `docker stop` would wait for SIGKILL).
@@ -50,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
         signal.signal(signal.SIGTERM, _exit_while_starting)
     import uvicorn
 
-    from ..engine import create_engine
+    from ..engine import create_engine, model_problem
     from .app import create_app
     from .observe import configure_logging
     from .voicestore import VoiceStoreError, open_store
@@ -67,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
     except VoiceStoreError as exc:
         print(f"chattts-server: {exc}", file=sys.stderr)
         return 2
-    if advice := model_advice(settings):
+    if advice := model_problem(settings.engine_config()):
         store.close()
         print(f"chattts-server: {advice}", file=sys.stderr)
         return 2

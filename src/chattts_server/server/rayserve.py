@@ -192,7 +192,8 @@ def app_builder(args: dict[str, str]) -> Any:
 
 def run(args: argparse.Namespace) -> int:
     """Start or join a Ray cluster, deploy, and serve until SIGINT/SIGTERM."""
-    from .main import _with_test_model, model_advice, settings_from_args
+    from ..engine import model_problem
+    from .main import _with_test_model, settings_from_args
     from .observe import configure_logging
 
     # Ray prints the replicas' log lines on this process's stdout: line by line, also when it
@@ -223,7 +224,7 @@ def run(args: argparse.Namespace) -> int:
             "machine; use --database-url postgresql://… on a multi-node cluster",
             settings.data_dir,
         )
-    if advice := model_advice(settings):
+    if advice := model_problem(settings.engine_config()):
         print(f"chattts-server: {advice}", file=sys.stderr)
         return 2
     scale = Scale(

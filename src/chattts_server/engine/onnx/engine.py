@@ -37,18 +37,12 @@ class OnnxEngine(PipelineEngine):
 
     def __init__(self, config: EngineConfig | None = None, batcher: Batcher | None = None) -> None:
         super().__init__(config, batcher)
-        self._files: OnnxModel | None = None
         self._builder: Any = None
         self._norm: Any = None
         self._decoder: Any = None
         self._encoder: Any = None
         self._mel: tuple[dict[str, Any], np.ndarray] | None = None
         self._fft = (1024, 256)
-
-    @property
-    def weights(self) -> str:
-        """The export's GPT weights: fp32, int8 or int4."""
-        return self._files.weights if self._files is not None else "unloaded"
 
     def _thread_name(self) -> str:
         return "chattts-onnx"
@@ -122,12 +116,11 @@ class OnnxEngine(PipelineEngine):
             log.warning("gpt_dtype and pack_weights are the torch engine's: the onnx engine "
                         "runs the export's %s weights", files.weights)  # fmt: skip
         self.parts, self._voices, self._fft = parts, voices, fft
-        self._files, self._model, self._device = files, files.info(), "cpu"
+        self._model, self._device = files.info(), "cpu"
         log.info("ONNX export loaded from %s (GPT weights %s)", files.root, files.weights)
 
     def _unload(self) -> None:
         self._decoder = self._encoder = self._builder = self._norm = self._mel = None
-        self.parts = None
 
     def _check_engine_options(self, r: SynthesisRequest) -> None:
         if r.refine_text:

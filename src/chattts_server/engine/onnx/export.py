@@ -360,10 +360,9 @@ def _save_tables(chat: Any, path: Path) -> None:
         "emb_code": np.stack([e.weight.detach().float().numpy() for e in emb.emb_code]),
     }
     dvae = chat.dvae
-    if getattr(dvae, "encoder", None) is not None:
+    if getattr(dvae, "encoder", None) is not None:  # the window is Hann, in the manifest's spec
         spec = dvae.preprocessor_mel.mel_spec
         tables["mel_filters"] = spec.mel_scale.fb.detach().float().numpy()  # [freqs, mels]
-        tables["mel_window"] = spec.spectrogram.window.detach().float().numpy()
     np.savez(path, **tables)
 
 
