@@ -239,3 +239,39 @@ eng.close()
     assert out.returncode == 0, out.stderr[-3000:]
     samples = int(out.stdout.split()[0])
     assert samples > 0
+
+
+@pytest.mark.parametrize("which", ["torch", "onnx"])
+def test_bad_voices_are_400s_naming_the_field(
+    engine: ChatTTSEngine, onnx_engine: Any, which: str
+) -> None:
+    """On both engines: an all-zero speaker vector (NaN once normalized), a speaker string that
+    expands beyond any real one (an LZMA bomb), and clip tokens longer than the longest clip
+    allowed are refused up front with the field's code, never a 500 later."""
+    import lzma
+
+    import pybase16384 as b14
+
+    from chattts_server.engine.speakers import decode_spk_emb, encode_prompt, encode_spk_emb
+
+    eng = engine if which == "torch" else onnx_engine
+    dim = eng._voice_model().speaker.dim
+    filters = [{"id": lzma.FILTER_LZMA2, "preset": 9 | lzma.PRESET_EXTREME}]
+    bomb = b14.encode_to_string(lzma.compress(bytes(64 << 20), format=lzma.FORMAT_RAW,
+                                              filters=filters))  # fmt: skip
+    with pytest.raises(ValueError, match="expands beyond"):  # never inflated in memory
+        decode_spk_emb(bomb)
+    for spk in (encode_spk_emb(np.zeros(dim, np.float16)), bomb):
+        with pytest.raises(InvalidInputError) as info:
+            eng.synthesize(SynthesisRequest(text="Hello.", spk_emb=spk))
+        assert (info.value.code, info.value.field) == ("invalid_spk_emb", "spk_emb")
+    longest = int(eng.config.max_ref_audio_seconds * 24000 / 512) + 8
+    for n, ok in ((longest, True), (longest + 1, False)):
+        tokens = encode_prompt(np.ones((4, n), np.int64))
+        request = SynthesisRequest(text="Hello.", ref_tokens=tokens, ref_text="你好")
+        if ok:
+            assert eng.check_reference_tokens(tokens) == tokens
+            continue
+        with pytest.raises(InvalidInputError) as info:
+            eng.synthesize(request)
+        assert (info.value.code, info.value.field) == ("invalid_ref_tokens", "ref_tokens")
